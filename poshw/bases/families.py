@@ -63,8 +63,6 @@ class Family(str, Enum):
 
 
 GAUSS_OFFSET = 30
-#: raw entries generated at once by :func:`basis_stack` (bounds its temporary memory)
-STACK_CHUNK_ENTRIES = 1 << 22
 _TERNARY_LUT = np.array([-1, 1, 0, 0], dtype=np.int8)
 
 
@@ -111,16 +109,11 @@ def basis_stack(family: Family, seed: int, path: tuple[int, ...], count: int,
     if family is Family.RANK1:
         raise ValueError("rank1 bases are stored as vectors: use rank1_vectors()")
     _check_sizes(count, entries)
-    seeds = prng.stream_seeds(seed, path, count)
-    out = np.empty((count, entries), dtype=np.int8)
-    # Generate a few bases at a time: the raw uint32 outputs and the mapping's
-    # temporaries are ~10x the int8 result, too much for a LeNet-sized stack at once.
-    # Every basis is its own stream, so the values do not depend on the chunking.
-    per_chunk = max(1, STACK_CHUNK_ENTRIES // max(entries, 1))
-    for k0 in range(0, count, per_chunk):
-        k1 = min(k0 + per_chunk, count)
-        out[k0:k1] = map_values(prng.raw_streams(seeds[k0:k1], entries), family)
-    return out
+    # One numba pass from seed to int8 value: no uint32 intermediate (4x the result's
+    # memory). Every basis is its own stream, so the values do not depend on threads.
+    code = {Family.GAUSS: prng.MAP_GAUSS, Family.RADEMACHER: prng.MAP_RADEMACHER,
+            Family.TERNARY: prng.MAP_TERNARY}[family]
+    return prng.mapped_streams(prng.stream_seeds(seed, path, count), entries, code)
 
 
 def basis_chunk(family: Family, seed: int, path: tuple[int, ...], basis: int,

@@ -8,6 +8,7 @@ Backward uses ``dL/da_k = scale * <M_k, dL/dW>``, the same blocked way.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 #: entries per block; a block of the stack is converted to float32 at a time
@@ -54,3 +55,29 @@ def combine(a: torch.Tensor, stack: torch.Tensor, scale: float,
 def combine_rank1(a: torch.Tensor, u: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """Closed form of ``scale * sum_k a_k u_k v_k^T``: ``U^T diag(a) V`` (``u``: count x rows)."""
     return (u.t() * (a * scale)) @ v
+
+
+class _CompactCombine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, store, scale: float) -> torch.Tensor:
+        ctx.store, ctx.scale = store, scale
+        coef = a.detach().to(torch.float32).numpy() * np.float32(scale)
+        return torch.from_numpy(store.combine(coef)).to(a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_w: torch.Tensor):
+        g = grad_w.detach().reshape(-1).to(torch.float32).contiguous().numpy()
+        grad = torch.from_numpy(ctx.store.correlate(g) * ctx.scale)
+        return grad.to(grad_w.dtype), None, None
+
+
+def combine_compact(a: torch.Tensor, store, scale: float) -> torch.Tensor:
+    """``scale * sum_k a_k M_k`` over a :class:`~poshw.nn.compact.CompactStack` (flat tensor).
+
+    The numba kernels run on the compact (int8 or bit-packed) store; the backward
+    pass is ``grad a_k = scale * <M_k, dL/dW>``.
+    """
+    if a.dim() != 1 or a.shape[0] != store.count:
+        raise ValueError(f"combine: {a.shape[0] if a.dim() == 1 else tuple(a.shape)} coefficients "
+                         f"for {store.count} bases")
+    return _CompactCombine.apply(a, store, float(scale))

@@ -20,7 +20,8 @@ from .. import spec as S
 from ..bases import Family, basis_stack, dct2_int, permutation_prefix, rank1_vectors
 from ..bases.dct import DEFAULT_FRAC_BITS
 from ..bases.prng import splitmix64
-from .basis_ops import combine, combine_rank1
+from .basis_ops import combine_compact, combine_rank1
+from .compact import CompactStack
 
 #: stream path component of the initial-value generator (never used by a basis)
 _INIT_FACTOR = 254
@@ -49,6 +50,7 @@ class BasisSum(nn.Module):
         super().__init__()
         self.rows, self.cols = rows, cols
         self.families: list[Family] = []
+        self.stores: dict[int, CompactStack] = {}
         total = sum(t.count for t in terms)
         std = 1.0 / math.sqrt(total * fan_in)
         for g, t in enumerate(terms):
@@ -60,8 +62,8 @@ class BasisSum(nn.Module):
                 self.register_buffer(f"u_{g}", torch.from_numpy(u.astype(np.float32)), persistent=False)
                 self.register_buffer(f"v_{g}", torch.from_numpy(v.astype(np.float32)), persistent=False)
             else:
-                stack = basis_stack(t.family, seed, stream, t.count, rows * cols)
-                self.register_buffer(f"stack_{g}", torch.from_numpy(stack), persistent=False)
+                # compact int8 / bit-packed store: never a float32 copy of the stack
+                self.stores[g] = CompactStack(t.family, seed, stream, t.count, rows * cols)
 
     def coefficient(self, g: int) -> torch.Tensor:
         return getattr(self, f"coef_{g}")
@@ -73,8 +75,28 @@ class BasisSum(nn.Module):
             if fam is Family.RANK1:
                 part = combine_rank1(a, getattr(self, f"u_{g}"), getattr(self, f"v_{g}"), fam.scale)
             else:
-                part = combine(a, getattr(self, f"stack_{g}"), fam.scale).view(self.rows, self.cols)
+                part = combine_compact(a, self.stores[g], fam.scale).view(self.rows, self.cols)
             total = part if total is None else total + part
+        return total
+
+    def forward_dense(self) -> torch.Tensor | None:
+        """Sum of the non-rank-1 groups only (None if there are none)."""
+        total = None
+        for g, fam in enumerate(self.families):
+            if fam is not Family.RANK1:
+                part = combine_compact(self.coefficient(g), self.stores[g], fam.scale).view(self.rows, self.cols)
+                total = part if total is None else total + part
+        return total
+
+    def apply_rank1(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``x @ (sum of the rank-1 groups)^T`` without forming the matrix:
+        ``((x V^T) * a * scale) U`` costs batch * count * (rows + cols)."""
+        total = None
+        for g, fam in enumerate(self.families):
+            if fam is Family.RANK1:
+                u, v = getattr(self, f"u_{g}"), getattr(self, f"v_{g}")
+                part = ((x @ v.t()) * (self.coefficient(g) * fam.scale)) @ u
+                total = part if total is None else total + part
         return total
 
     def materialize_bases(self) -> torch.Tensor:
@@ -85,7 +107,8 @@ class BasisSum(nn.Module):
                 u, v = getattr(self, f"u_{g}"), getattr(self, f"v_{g}")
                 out.append(torch.einsum("kr,kc->krc", u, v) * fam.scale)
             else:
-                out.append(getattr(self, f"stack_{g}").float().view(-1, self.rows, self.cols) * fam.scale)
+                stack = torch.from_numpy(self.stores[g].unpack())
+                out.append(stack.float().view(-1, self.rows, self.cols) * fam.scale)
         return torch.cat(out)
 
     def coefficients(self) -> torch.Tensor:
@@ -104,8 +127,7 @@ class BiasParam(nn.Module):
             self.bias = nn.Parameter(torch.zeros(channels))
         elif bias.mode is S.BiasMode.BASIS:
             self.bias_coef = nn.Parameter(torch.zeros(bias.count))
-            stack = basis_stack(Family.GAUSS, seed, (layer, S.BIAS_FACTOR, 0), bias.count, outputs)
-            self.register_buffer("bias_stack", torch.from_numpy(stack), persistent=False)
+            self.bias_store = CompactStack(Family.GAUSS, seed, (layer, S.BIAS_FACTOR, 0), bias.count, outputs)
 
     def forward(self) -> torch.Tensor | None:
         if self.mode is S.BiasMode.FULL:
@@ -113,7 +135,7 @@ class BiasParam(nn.Module):
         if self.mode is S.BiasMode.CHANNEL:
             return self.bias.repeat_interleave(self.outputs // self.channels)
         if self.mode is S.BiasMode.BASIS:
-            return combine(self.bias_coef, self.bias_stack, Family.GAUSS.scale)
+            return combine_compact(self.bias_coef, self.bias_store, Family.GAUSS.scale)
         return None
 
 
@@ -137,6 +159,15 @@ class ProdSumLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
+        if len(self.factors) == 1 and Family.RANK1 in self.factors[0].families:
+            # p = 1 with rank-1 terms: apply them factored instead of forming u v^T sums
+            f = self.factors[0]
+            dense = f.forward_dense()
+            y = f.apply_rank1(x)
+            if dense is not None:
+                y = y + x @ dense.t()
+            b = self.bias()
+            return y if b is None else y + b
         mats = [f() for f in self.factors]
         # Apply the chain to x when that is cheaper than multiplying the factors out.
         chain = x.shape[0] * sum(m.shape[0] * m.shape[1] for m in mats)
