@@ -52,7 +52,13 @@ class BasisSum(nn.Module):
         self.families: list[Family] = []
         self.stores: dict[int, CompactStack] = {}
         total = sum(t.count for t in terms)
-        std = 1.0 / math.sqrt(total * fan_in)
+        # Coefficients are O(1) (initialised N(0, 1)); the fixed gain 1/sqrt(s * fan_in)
+        # sits in the basis scale. Then W starts with variance 1/fan_in, and an optimiser
+        # step of size lr moves every layer by the same relative amount whatever its
+        # number of bases s (with the gain in the coefficients instead, a layer of 1024
+        # bases would move 30x faster than one of 1).
+        self.gain = 1.0 / math.sqrt(total * fan_in)
+        std = 1.0
         for g, t in enumerate(terms):
             self.families.append(t.family)
             self.register_parameter(f"coef_{g}", nn.Parameter(_normal((t.count,), std, gen)))
@@ -68,14 +74,22 @@ class BasisSum(nn.Module):
     def coefficient(self, g: int) -> torch.Tensor:
         return getattr(self, f"coef_{g}")
 
+    def group_scale(self, g: int) -> float:
+        """Float value of one integer step of group ``g``'s basis entries: family scale x gain.
+
+        ``W = sum_g sum_k coef_g[k] * group_scale(g) * M_int_{g,k}``; for rank-1 the
+        integer entry is ``u[r] * v[c]``.
+        """
+        return self.families[g].scale * self.gain
+
     def forward(self) -> torch.Tensor:
         total = None
         for g, fam in enumerate(self.families):
             a = self.coefficient(g)
             if fam is Family.RANK1:
-                part = combine_rank1(a, getattr(self, f"u_{g}"), getattr(self, f"v_{g}"), fam.scale)
+                part = combine_rank1(a, getattr(self, f"u_{g}"), getattr(self, f"v_{g}"), self.group_scale(g))
             else:
-                part = combine_compact(a, self.stores[g], fam.scale).view(self.rows, self.cols)
+                part = combine_compact(a, self.stores[g], self.group_scale(g)).view(self.rows, self.cols)
             total = part if total is None else total + part
         return total
 
@@ -84,7 +98,7 @@ class BasisSum(nn.Module):
         total = None
         for g, fam in enumerate(self.families):
             if fam is not Family.RANK1:
-                part = combine_compact(self.coefficient(g), self.stores[g], fam.scale).view(self.rows, self.cols)
+                part = combine_compact(self.coefficient(g), self.stores[g], self.group_scale(g)).view(self.rows, self.cols)
                 total = part if total is None else total + part
         return total
 
@@ -95,7 +109,7 @@ class BasisSum(nn.Module):
         for g, fam in enumerate(self.families):
             if fam is Family.RANK1:
                 u, v = getattr(self, f"u_{g}"), getattr(self, f"v_{g}")
-                part = ((x @ v.t()) * (self.coefficient(g) * fam.scale)) @ u
+                part = ((x @ v.t()) * (self.coefficient(g) * self.group_scale(g))) @ u
                 total = part if total is None else total + part
         return total
 
@@ -105,10 +119,10 @@ class BasisSum(nn.Module):
         for g, fam in enumerate(self.families):
             if fam is Family.RANK1:
                 u, v = getattr(self, f"u_{g}"), getattr(self, f"v_{g}")
-                out.append(torch.einsum("kr,kc->krc", u, v) * fam.scale)
+                out.append(torch.einsum("kr,kc->krc", u, v) * self.group_scale(g))
             else:
                 stack = torch.from_numpy(self.stores[g].unpack())
-                out.append(stack.float().view(-1, self.rows, self.cols) * fam.scale)
+                out.append(stack.float().view(-1, self.rows, self.cols) * self.group_scale(g))
         return torch.cat(out)
 
     def coefficients(self) -> torch.Tensor:
@@ -128,6 +142,8 @@ class BiasParam(nn.Module):
         elif bias.mode is S.BiasMode.BASIS:
             self.bias_coef = nn.Parameter(torch.zeros(bias.count))
             self.bias_store = CompactStack(Family.GAUSS, seed, (layer, S.BIAS_FACTOR, 0), bias.count, outputs)
+            #: float value of one integer step of a bias basis entry (coefficients O(1), as above)
+            self.basis_scale = Family.GAUSS.scale / math.sqrt(bias.count)
 
     def forward(self) -> torch.Tensor | None:
         if self.mode is S.BiasMode.FULL:
@@ -135,7 +151,7 @@ class BiasParam(nn.Module):
         if self.mode is S.BiasMode.CHANNEL:
             return self.bias.repeat_interleave(self.outputs // self.channels)
         if self.mode is S.BiasMode.BASIS:
-            return combine_compact(self.bias_coef, self.bias_store, Family.GAUSS.scale)
+            return combine_compact(self.bias_coef, self.bias_store, self.basis_scale)
         return None
 
 
