@@ -82,12 +82,19 @@ class TrainConfig:
     checkpoint_every: int = 0
     #: run directory or coefs.npz whose coefficients initialise this model (least squares)
     init_from: str | None = None
+    #: with ``init_from``: keep fresh initial values for layers that cannot be lifted
+    partial_init: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError("--model is required (see `poshw models`)")
         # Canonical name (also validates it: unknown model -> the list of models).
-        object.__setattr__(self, "model", zoo.get(self.model).name)
+        try:
+            object.__setattr__(self, "model", zoo.get(self.model).name)
+        except ConfigError:
+            raise
+        except PoshwError as e:
+            raise ConfigError(str(e)) from None
         ds = str(self.dataset).strip().lower().replace("_", "-")
         if ds not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
@@ -111,8 +118,10 @@ class TrainConfig:
         if self.momentum >= 1:
             raise ConfigError(f"--momentum must be < 1, got {self.momentum}")
         _float("weight_decay", self.weight_decay, 0.0, strict=False)
-        if self.init_from is not None and not isinstance(self.init_from, str):
+        if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from):
             raise ConfigError(f"--init-from must be a path, got {self.init_from!r}")
+        if not isinstance(self.partial_init, bool):
+            raise ConfigError(f"partial_init must be true or false, got {self.partial_init!r}")
         object.__setattr__(self, "lr", float(self.lr))
         object.__setattr__(self, "momentum", float(self.momentum))
         object.__setattr__(self, "weight_decay", float(self.weight_decay))
