@@ -1,0 +1,17 @@
+"""Fixed-point semantics: the numpy golden reference and post-training quantisation.
+
+``golden`` implements docs/FIXED_POINT.md once (the reference every other
+implementation is checked against); ``quantize`` turns a float coefficient set into
+integer parameters for a hardware IR, calibrated on training images.
+"""
+
+from .golden import (
+    GOLDEN_FORWARD, SYNTHESIZE, GoldenModel, GoldenResult, Params, StageResult, count_overflow, count_saturated,
+    golden_forward, requantize, round_shift, saturate, stage_forward, stage_roms, synthesize,
+)
+
+__all__ = [
+    "GOLDEN_FORWARD", "SYNTHESIZE", "GoldenModel", "GoldenResult", "Params", "StageResult",
+    "count_overflow", "count_saturated", "golden_forward", "requantize", "round_shift", "saturate", "stage_forward",
+    "stage_roms", "synthesize",
+]
