@@ -303,7 +303,8 @@ class MatVec(Stage):
     weight_source: WeightSource = WeightSource.RAM
     weight_fmt: Format = INT8
     synth: Synth | None = None
-    #: human description of a ROM matrix's origin (e.g. "dct 28x28 m=169 frac_bits=10")
+    #: how the ROM matrix is made, in the grammar of docs/ARTIFACTS.md
+    #: (e.g. "dct:h=28,w=28,m=169,frac_bits=10"); the IR alone determines every ROM
     rom_origin: str = ""
     bias: bool = True
     requant: bool = True

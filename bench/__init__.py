@@ -1,0 +1,1 @@
+"""Benchmarks and paper-reproduction experiments (`make bench`). Results go to results/."""
