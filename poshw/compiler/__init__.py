@@ -7,12 +7,12 @@
 * ``export``: coefficient set -> quantised build directory in one call.
 """
 
-from .artifacts import LOAD_BUILD, WRITE_BUILD, Build, BuildError, Golden, load_build, write_build
-from .params import DECODE_PARAMS, ENCODE_PARAMS, ParamError, decode_params, encode_params
-from .roms import LANE_PACK, LANE_UNPACK, ROM_CONTENTS, lane_pack, lane_unpack, rom_contents
+from .artifacts import Build, BuildError, Golden, load_build, write_build
+from .params import ParamError, decode_params, encode_params
+from .roms import lane_pack, lane_unpack, rom_contents
 
 __all__ = [
-    "Build", "BuildError", "DECODE_PARAMS", "ENCODE_PARAMS", "Golden", "LANE_PACK", "LANE_UNPACK",
-    "LOAD_BUILD", "ParamError", "ROM_CONTENTS", "WRITE_BUILD", "decode_params", "encode_params",
+    "Build", "BuildError", "Golden",
+    "ParamError", "decode_params", "encode_params",
     "lane_pack", "lane_unpack", "load_build", "rom_contents", "write_build",
 ]

@@ -422,8 +422,3 @@ def load_build(path: str | Path) -> Build:
                 raise BuildError(f"{path / e['file']}: not valid JSON ({err})") from None
     return Build(path=path, ir=ir, params=params, roms=roms, param_words=pwords, golden=golden,
                  files=list(manifest["files"]), weights_init=init, extra=extra)
-
-
-# Names as the issue spells the cross-team API.
-WRITE_BUILD = write_build
-LOAD_BUILD = load_build

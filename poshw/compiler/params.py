@@ -120,8 +120,3 @@ def decode_params(ir: NetworkIR, words: np.ndarray | list[int]) -> Params:
                              f"is not a {f.fmt} value")
         out.setdefault(f.stage, {})[f.name] = vals.astype(np.int64).reshape(field_shape(ir, f))
     return out
-
-
-# Names as the issue spells the cross-team API.
-ENCODE_PARAMS = encode_params
-DECODE_PARAMS = decode_params

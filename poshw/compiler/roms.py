@@ -244,9 +244,3 @@ def lane_unpack(words: Sequence[int], n_out: int, n_in: int, lanes: int, bits: i
         vals = np.where(vals >= (1 << (bits - 1)), vals - (1 << bits), vals)
     full = vals.reshape(lanes, blocks, n_in).transpose(1, 0, 2).reshape(blocks * lanes, n_in)
     return np.ascontiguousarray(full[:n_out])
-
-
-# Names as the issue spells the cross-team API.
-ROM_CONTENTS = rom_contents
-LANE_PACK = lane_pack
-LANE_UNPACK = lane_unpack

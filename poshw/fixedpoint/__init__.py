@@ -6,12 +6,12 @@ integer parameters for a hardware IR, calibrated on training images.
 """
 
 from .golden import (
-    GOLDEN_FORWARD, SYNTHESIZE, GoldenModel, GoldenResult, Params, StageResult, count_overflow, count_saturated,
+    GoldenModel, GoldenResult, Params, StageResult, count_overflow, count_saturated,
     golden_forward, requantize, round_shift, saturate, stage_forward, stage_roms, synthesize,
 )
 
 __all__ = [
-    "GOLDEN_FORWARD", "SYNTHESIZE", "GoldenModel", "GoldenResult", "Params", "StageResult",
+    "GoldenModel", "GoldenResult", "Params", "StageResult",
     "count_overflow", "count_saturated", "golden_forward", "requantize", "round_shift", "saturate", "stage_forward",
     "stage_roms", "synthesize",
 ]

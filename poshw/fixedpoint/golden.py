@@ -420,8 +420,3 @@ class GoldenModel:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.run(images).classes
-
-
-# Names as the issue spells the cross-team API (the RTL tests may use either).
-SYNTHESIZE = synthesize
-GOLDEN_FORWARD = golden_forward

@@ -1,10 +1,10 @@
 """The numba simulator of a build: bit-accurate fast mode and cycle-stepped mode.
 
-``Simulator(build)`` (also ``SIMULATOR``) runs the IR, ROMs and parameter image of a
+``Simulator(build)`` runs the IR, ROMs and parameter image of a
 build directory (``poshw.compiler.load_build``); ``predict(images)`` is the same
 interface as the float model and the golden model.
 """
 
-from .simulator import SIMULATOR, SimError, SimResult, Simulator, SteppedResult, dtype_for
+from .simulator import SimError, SimResult, Simulator, SteppedResult, dtype_for
 
-__all__ = ["SIMULATOR", "SimError", "SimResult", "Simulator", "SteppedResult", "dtype_for"]
+__all__ = ["SimError", "SimResult", "Simulator", "SteppedResult", "dtype_for"]

@@ -379,4 +379,3 @@ class Simulator:
 
 
 # Name as the issue spells the cross-team API.
-SIMULATOR = Simulator
