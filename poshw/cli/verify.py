@@ -50,25 +50,33 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rep.to_dict(), sort_keys=True))
             continue
-        print(f"{sim}: {'PASS' if rep.passed else 'FAIL'}: {rep.mismatches} mismatches in {rep.images} "
-              f"inferences (reference: {rep.reference})")
-        for ph in rep.phases:
-            extra = f", reload {ph['reload_cycles']} cycles" if ph.get("reload_cycles") is not None else ""
-            print(f"  {ph['name']}: {ph['mismatches']} mismatches / {ph['images']}{extra}")
-            for mm in ph.get("first_mismatches", []):
-                print(f"    image {mm.get('image')}: {json.dumps({k: v for k, v in mm.items() if k != 'image'})}")
-        ref_lat = f", {rep.reference} {rep.latency_ref}" if rep.latency_ref is not None else ""
-        ref_syn = f", {rep.reference} {rep.synth_ref}" if rep.synth_ref is not None else ""
-        print(f"  cycles {'agree' if rep.cycles_agree else 'DISAGREE'}: latency RTL {rep.latency_rtl}, "
-              f"IR {rep.latency_ir}{ref_lat}; reload RTL {rep.reload_rtl}, IR {rep.synth_ir}{ref_syn}")
-        if rep.protocol:
-            bad = [k for k, v in rep.protocol.items() if not v]
-            print(f"  protocol errors: {len(rep.protocol) - len(bad)}/{len(rep.protocol)} checks pass"
-                  + (f" (failed: {', '.join(bad)})" if bad else ""))
-        print(f"  speed: {rep.cycles_per_s:,.0f} cycles/s, {rep.inferences_per_s:.1f} inferences/s "
-              f"({rep.cycles:,} cycles in {rep.wall_s:.1f} s; build {rep.build_s:.1f} s)")
-        if rep.waves:
-            print(f"  waves: {', '.join(rep.waves)}")
-        if not rep.passed and rep.log:
-            print(f"  log: {rep.log}")
+        print(format_report(rep))
     return 0 if ok else 1
+
+
+def format_report(rep) -> str:
+    """Human-readable summary of a :class:`~poshw.hw.flow.VerifyReport`."""
+    sim = rep.sim
+    lines: list[str] = []
+    lines.append(f"{sim}: {'PASS' if rep.passed else 'FAIL'}: {rep.mismatches} mismatches in {rep.images} "
+          f"inferences (reference: {rep.reference})")
+    for ph in rep.phases:
+        extra = f", reload {ph['reload_cycles']} cycles" if ph.get("reload_cycles") is not None else ""
+        lines.append(f"  {ph['name']}: {ph['mismatches']} mismatches / {ph['images']}{extra}")
+        for mm in ph.get("first_mismatches", []):
+            lines.append(f"    image {mm.get('image')}: {json.dumps({k: v for k, v in mm.items() if k != 'image'})}")
+    ref_lat = f", {rep.reference} {rep.latency_ref}" if rep.latency_ref is not None else ""
+    ref_syn = f", {rep.reference} {rep.synth_ref}" if rep.synth_ref is not None else ""
+    lines.append(f"  cycles {'agree' if rep.cycles_agree else 'DISAGREE'}: latency RTL {rep.latency_rtl}, "
+          f"IR {rep.latency_ir}{ref_lat}; reload RTL {rep.reload_rtl}, IR {rep.synth_ir}{ref_syn}")
+    if rep.protocol:
+        bad = [k for k, v in rep.protocol.items() if not v]
+        lines.append(f"  protocol errors: {len(rep.protocol) - len(bad)}/{len(rep.protocol)} checks pass"
+              + (f" (failed: {', '.join(bad)})" if bad else ""))
+    lines.append(f"  speed: {rep.cycles_per_s:,.0f} cycles/s, {rep.inferences_per_s:.1f} inferences/s "
+          f"({rep.cycles:,} cycles in {rep.wall_s:.1f} s; build {rep.build_s:.1f} s)")
+    if rep.waves:
+        lines.append(f"  waves: {', '.join(rep.waves)}")
+    if not rep.passed and rep.log:
+        lines.append(f"  log: {rep.log}")
+    return "\n".join(lines)
