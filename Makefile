@@ -16,7 +16,7 @@ export NUMBA_CACHE_DIR ?= $(abspath .numba_cache)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 JOBS ?= 2
 
-.PHONY: all env demo test test-quick test-rtl bench clean help
+.PHONY: all env demo test test-quick test-rtl bench bench-quick clean help
 
 all: help
 
@@ -24,7 +24,8 @@ help:
 	@echo "make demo        train a small model and run it end to end"
 	@echo "make test        the whole test suite (~20 min on 2 cores)"
 	@echo "make test-quick  everything but the tests marked slow"
-	@echo "make bench       benchmarks; results go to results/"
+	@echo "make bench       benchmarks + paper reproduction (hours, resumable); results/ and README"
+	@echo "make bench-quick speed benchmarks only"
 
 env: $(STAMP)
 
@@ -53,6 +54,9 @@ test-rtl: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all
+
+bench-quick: $(STAMP)
+	$(PY) -m bench.run_all --quick
 
 clean:
 	rm -rf build runs sim_build .pytest_cache .numba_cache

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, then the README's results table.
 
-    python -m bench.run_all            # speed benchmarks + the whole paper reproduction
+    python -m bench.run_all            # speed, hardware, the whole paper reproduction
     python -m bench.run_all --quick    # speed benchmarks only (a few minutes)
 
 The reproduction (bench/reproduce.py) trains many models and takes hours on 2 cores;
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import linear_fashion, report, reproduce, sim_speed, train_speed
+from . import hardware, linear_fashion, report, reproduce, sim_speed, train_speed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     steps = [("simulator speed", sim_speed.main, []), ("training-step speed", train_speed.main, [])]
     if not args.quick:
-        steps += [("linear, Fashion-MNIST", linear_fashion.main, ["--dataset", "fashion-mnist"]),
+        steps += [("hardware: RTL verification, two tasks, iCE40", hardware.main, []),
+                  ("linear, Fashion-MNIST", linear_fashion.main, ["--dataset", "fashion-mnist"]),
                   ("linear, MNIST", linear_fashion.main, ["--dataset", "mnist"]),
                   ("paper reproduction", reproduce.main, [])]
     for title, fn, fn_args in steps:
