@@ -36,7 +36,6 @@ def run_stage(unit, stage, x, params: dict[str, np.ndarray], *, synth: bool = Fa
     bench = _Bench(unit, np.asarray(x).reshape(-1), stage.input_fmt.bits)
     out: dict[int, int] = {}
     res = {}
-    obits = stage.output_fmt.bits
 
     async def tb(ctx):
         for name, vals in params.items():

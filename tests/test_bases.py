@@ -22,7 +22,6 @@ from poshw.bases import (
     rank1_vectors, raw_stream, raw_streams, stream_seed, stream_seeds, uniform_below, xorshift32,
     zigzag_order,
 )
-from poshw.bases import families as F
 from poshw.bases import prng
 
 # --- golden vectors (keep in sync with docs/BASES.md) ----------------------------------

@@ -15,7 +15,7 @@ from poshw.compiler.lower import CompileOptions, LoweringError, float_forward, l
 from poshw.compiler.testing import train_tiny
 from poshw.data import load_split, subset
 from poshw.fixedpoint.quantize import QuantError, multiplier
-from poshw.ir import Argmax, BasisSource, Gather, Hadamard, MatVec, WeightSource
+from poshw.ir import Argmax, BasisSource, Gather, MatVec, WeightSource
 from poshw.nn import build_model
 from poshw.spec import Bias, BiasMode, Conv2d, Flatten, Linear, MaxPool2d, ModelSpec, Projection, ReLU, Terms
 from poshw.spec import Hadamard as HadamardSpec

@@ -13,7 +13,7 @@ from poshw.coefset import CoefficientSet
 from poshw.nn import build_model
 from poshw.nn.layers import BasisSum
 from poshw.train import (
-    DenseGroup, LiftError, Rank1Group, basis_groups, combine_numpy, fit_basis_sum, fit_coefficients,
+    LiftError, Rank1Group, basis_groups, combine_numpy, fit_basis_sum, fit_coefficients,
     gram_matrix, lift_model, project,
 )
 

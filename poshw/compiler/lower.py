@@ -28,7 +28,6 @@ lowered float network in numpy) must reproduce the model's logits.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
@@ -179,10 +178,8 @@ def _np(t: Any) -> np.ndarray:
 
 
 def _group_scale(basis_sum: Any, g: int) -> float:
-    # the model's own float value of one integer basis step (family scale x any gain)
-    if hasattr(basis_sum, "group_scale"):
-        return float(basis_sum.group_scale(g))
-    return float(basis_sum.families[g].scale)
+    # the model's own float value of one integer basis step (family scale x gain)
+    return float(basis_sum.group_scale(g))
 
 
 def _bias_value(cfg_bias: S.Bias, module: Any, where: str) -> np.ndarray | None:
@@ -294,8 +291,7 @@ def _lower_projection(cfg: S.Projection, li: int, seed: int, lanes_for, mod) -> 
         block = basis_stack(Family.GAUSS, seed, (li, 0, 0), 1, cfg.m * cfg.n_in)
         origin = format_rom_origin("gauss", seed=seed, path=(li, 0, 0), rows=cfg.m, cols=cfg.n_in,
                                    channels=cfg.channels)
-        scale = float(type(mod).gauss_scale(cfg)) if hasattr(type(mod), "gauss_scale") \
-            else Family.GAUSS.scale / math.sqrt(cfg.n_in)
+        scale = float(type(mod).gauss_scale(cfg))
     wfmt = Format(bits_for(int(block.min()), int(block.max())), True)
     return _Proto(MatVec, dict(
         name=name, n_in=n_in, n_out=n_out, lanes=lanes_for(name, n_out), weight_source=WeightSource.ROM,

@@ -117,7 +117,7 @@ def rom_matrix(stage: MatVec) -> np.ndarray:
         else:
             rows, cols = int(o.get("rows")), int(o.get("cols"))  # type: ignore[arg-type]
             if rows < 1 or cols < 1:
-                raise ValueError(f"rows and cols must be >= 1")
+                raise ValueError("rows and cols must be >= 1")
             block = basis_stack(Family.GAUSS, int(o.get("seed")), o.get("path"),  # type: ignore[arg-type]
                                 1, rows * cols).reshape(rows, cols)
     except ValueError as e:

@@ -279,7 +279,6 @@ class WeightSynth(wiring.Component):
         wc = Signal(range(C + 1))
         wl = Signal(range(self.lanes + 1))
         wbase = Signal(range(self.blocks * C + 1))
-        wb = self.weight_fmt.bits
         m.d.comb += [self.w_addr.eq(wbase + wc), self.w_data.eq(w_reg.as_unsigned().replicate(self.lanes))]
         with m.If(r_valid):
             m.d.comb += self.w_en.eq(Const(1, self.lanes) << wl)

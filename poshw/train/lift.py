@@ -27,13 +27,11 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import PoshwError
 from .. import spec as S
-from ..bases import Family
 from ..coefset import CoefficientSet, load as load_coefset
 from ..nn import PoshwNet
 from ..nn import layers as L
