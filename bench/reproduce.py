@@ -62,7 +62,7 @@ def _epochs(args, n: int) -> int:
 
 # --- experiment definitions -------------------------------------------------------------
 
-LINEAR_M = (16, 36, 64, 100, 169, 256, 400, 784)
+LINEAR_M = (16, 36, 64, 169, 400, 784)
 LINEAR_LR = 1e-2
 
 
@@ -170,8 +170,10 @@ def run_one(exp: str, run: Run, data_dir: str | None) -> dict[str, Any]:
         train(config, out, resume=resume, data_dir=data_dir, progress=sys.stderr.isatty(),
               command=f"bench.reproduce {exp}")
     metrics = json.loads(metrics_path.read_text())
+    config = json.loads((out / "config.json").read_text())  # what the run really used
     return {"key": run.key, "group": run.group, "model": metrics["model"], "dataset": run.dataset,
-            "seed": run.seed, "epochs": run.epochs, "lr": run.lr, "schedule": run.schedule,
+            "seed": config["seed"], "epochs": config["epochs"], "lr": config["lr"],
+            "schedule": config["schedule"], "batch_size": config["batch_size"],
             "trainable_params": metrics["trainable_parameters"], "test_accuracy": metrics["test_accuracy"],
             "train_seconds": metrics.get("train_seconds"), **run.meta}
 

@@ -39,6 +39,8 @@ class CoefficientSet:
     tensors: dict[str, np.ndarray]
     #: free-form provenance: dataset, accuracy, training config
     info: dict[str, Any] = field(default_factory=dict)
+    #: the file it was loaded from (named in errors), or None
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def checksum(self) -> str:
         h = hashlib.sha256(self.spec.to_json().encode())
@@ -70,7 +72,8 @@ class CoefficientSet:
             missing = sorted(set(expected) - set(got))
             extra = sorted(set(got) - set(expected))
             wrong = sorted(n for n in set(expected) & set(got) if expected[n] != got[n])
-            raise CoefSetError(f"coefficient set does not fit model {self.spec.name!r}: missing "
+            where = f"{self.source}: " if self.source else ""
+            raise CoefSetError(f"{where}coefficient set does not fit model {self.spec.name!r}: missing "
                                f"{missing}, unexpected {extra}, wrong shapes "
                                f"{[(n, got[n], expected[n]) for n in wrong]}")
         with torch.no_grad():
@@ -99,7 +102,10 @@ def load(path: str | Path) -> CoefficientSet:
         raise CoefSetError(f"{path}: no coefficient set here (expected a coefs.npz written by "
                            f"`poshw train`)")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise CoefSetError(f"{path}: not a poshw coefficient set (one .npy array, not an .npz archive)")
+        with z:
             if META_KEY not in z.files:
                 raise CoefSetError(f"{path}: not a poshw coefficient set (no {META_KEY} entry)")
             meta = json.loads(bytes(z[META_KEY]).decode())
@@ -108,15 +114,25 @@ def load(path: str | Path) -> CoefficientSet:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, json.JSONDecodeError, KeyError) as e:
         raise CoefSetError(f"{path}: corrupt or truncated coefficient set ({e})") from None
+    if not isinstance(meta, dict):
+        raise CoefSetError(f"{path}: not a poshw coefficient set ({META_KEY} is not a JSON object)")
     if meta.get("schema") != SCHEMA or meta.get("schema_version") != SCHEMA_VERSION:
         raise CoefSetError(f"{path}: schema {meta.get('schema')!r} version "
                            f"{meta.get('schema_version')!r} is not {SCHEMA!r} v{SCHEMA_VERSION}")
     try:
-        spec = ModelSpec.from_dict(meta["spec"])
+        spec = ModelSpec.from_dict(meta.get("spec"))
     except SpecError as e:
         raise CoefSetError(f"{path}: bad model spec: {e}") from None
-    cs = CoefficientSet(spec, tensors, meta.get("info", {}))
+    info = meta.get("info", {})
+    if not isinstance(info, dict):
+        raise CoefSetError(f"{path}: 'info' is not a JSON object")
+    cs = CoefficientSet(spec, tensors, info, source=str(path))
     if cs.checksum() != meta.get("sha256"):
         raise CoefSetError(f"{path}: checksum mismatch: the file says {meta.get('sha256')}, "
                            f"its contents hash to {cs.checksum()} (corrupt or edited)")
+    for name, t in sorted(tensors.items()):
+        if t.dtype.kind not in "fiu":
+            raise CoefSetError(f"{path}: tensor {name!r} has dtype {t.dtype}, expected real numbers")
+        if not np.all(np.isfinite(t)):
+            raise CoefSetError(f"{path}: tensor {name!r} holds NaN or infinite values")
     return cs

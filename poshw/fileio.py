@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from . import PoshwError
+
 
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
@@ -35,6 +37,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         except FileNotFoundError:
             pass
         raise
+
+
+def make_dir(path: str | os.PathLike, what: str = "directory") -> Path:
+    """``mkdir -p``; a path that cannot be a directory (a file in the way, no permission) is a
+    :class:`~poshw.PoshwError` naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PoshwError(f"{path}: exists and is not a directory (needed for the {what})")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PoshwError(f"{path}: cannot create the {what} ({e.strerror})") from None
+    return path
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

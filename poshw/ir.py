@@ -107,6 +107,8 @@ class Format:
 
     @classmethod
     def parse(cls, text: str) -> "Format":
+        if not isinstance(text, str):
+            raise IRError(f"bad number format {text!r}: use intN or uintN, e.g. int8")
         t = text.strip().lower()
         for prefix, signed in (("uint", False), ("int", True)):
             if t.startswith(prefix) and t[len(prefix):].isdigit():
@@ -323,6 +325,7 @@ class MatVec(Stage):
             _need((self.synth.rows, self.synth.cols) == (self.n_out, self.n_in), w,
                   f"synthesised {self.synth.rows}x{self.synth.cols} does not match W {self.n_out}x{self.n_in}")
         _need(self.weight_fmt.signed, w, "weights must be signed")
+        _need(isinstance(self.rom_origin, str), w, f"rom_origin must be a string, got {self.rom_origin!r}")
         need = self.required_acc_bits()
         if self.acc_bits == 0:
             object.__setattr__(self, "acc_bits", need)
@@ -569,6 +572,9 @@ class NetworkIR:
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         _need(self.version == IR_VERSION, "IR", f"version {self.version} is not supported ({IR_VERSION})")
+        _need(isinstance(self.name, str), "IR", f"name must be a string, got {self.name!r}")
+        _need(len(self.input_shape) == 2 and all(_int(v) and v >= 1 for v in self.input_shape), "IR",
+              f"input_shape must be [height, width], got {list(self.input_shape)}")
         _need(len(self.stages) >= 1, "IR", "no stages")
         _need(self.input_shape[0] * self.input_shape[1] == self.input_len, "IR",
               f"input shape {self.input_shape} does not have {self.input_len} pixels")
@@ -697,11 +703,14 @@ def _stage_from_dict(d: Any, index: int) -> Stage:
           f"needs a 'kind' in {sorted(STAGE_TYPES)}, got {d.get('kind') if isinstance(d, dict) else d!r}")
     cls = STAGE_TYPES[d["kind"]]
     names = {f.name: f for f in fields(cls)}
+    _need(isinstance(d.get("name"), str) and d["name"] != "", where, f"needs a 'name' string, got {d.get('name')!r}")
     kwargs: dict[str, Any] = {}
     for k, v in d.items():
         if k == "kind":
             continue
         _need(k in names, where, f"unknown field {k!r} for {d['kind']}")
+        _need(not isinstance(names[k].default, bool) or isinstance(v, bool), where,
+              f"{k} must be true or false, got {v!r}")
         if k == "synth" and v is not None:
             v = _synth_from_dict(v, where)
         elif k.endswith("fmt"):

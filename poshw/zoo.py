@@ -82,7 +82,7 @@ def linear_prodsum(p: int = 10, k: int = 20, family: str = "gauss", inner: int =
 
 def _lenet_layers(conv1, conv2, fc1, fc2, dropout: float) -> tuple:
     layers = [conv1, ReLU(), MaxPool2d(2), conv2, ReLU(), MaxPool2d(2), Flatten(), fc1, ReLU()]
-    if dropout > 0:
+    if dropout != 0:  # Dropout refuses values outside [0, 1)
         layers.append(Dropout(dropout))
     layers.append(fc2)
     return tuple(layers)
@@ -113,7 +113,7 @@ def prodsumnet(conv1: int = 200, conv2: int = 800, fc1_dense: int = 100, fc1_ran
                fc2: int = 1024, fc1_bias: int = 824, family: str = "gauss",
                seed: int = 0) -> ModelSpec:
     f = _family(family)
-    fc1_b = Bias(BiasMode.BASIS, fc1_bias) if fc1_bias > 0 else NO_BIAS
+    fc1_b = Bias(BiasMode.BASIS, fc1_bias) if fc1_bias != 0 else NO_BIAS
     fc1_terms = tuple(t for t in (Terms(f, fc1_dense) if fc1_dense else None,
                                   Terms(Family.RANK1, fc1_rank1) if fc1_rank1 else None) if t)
     layers = _lenet_layers(ProdSumConv2d(1, 32, 5, 2, terms=(Terms(f, conv1),)),
@@ -204,6 +204,8 @@ def parse_name(text: str) -> tuple[str, dict[str, str]]:
             key, eq, value = item.partition("=")
             if not eq or not key.strip():
                 raise PoshwError(f"model {text!r}: parameter {item!r} is not key=value")
+            if key.strip() in params:
+                raise PoshwError(f"model {text!r}: parameter {key.strip()!r} is given twice")
             params[key.strip()] = value.strip()
     return name.strip(), params
 

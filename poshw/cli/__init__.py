@@ -4,7 +4,8 @@ Each subcommand lives in its own module of this package and defines
 ``register(subparsers) -> None``, adding a parser whose ``func`` default is the
 handler ``func(args) -> int``. Modules are discovered, so adding a command never
 touches this file. A :class:`~poshw.PoshwError` (a user mistake or a bad file)
-prints one line, ``poshw: error: ...``, and exits with status 2.
+prints one line, ``poshw: error: ...``, and exits with status 2; so does a bad
+command line (argparse's message, with a pointer to ``--help``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,24 @@ ORDER = ["models", "train", "evaluate", "quantize", "export", "simulate", "compi
          "synth"]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the house error format: one line ``poshw: error: COMMAND: message``, status 2."""
+
+    def error(self, message: str):
+        where = self.prog.removeprefix("poshw").strip()
+        self.exit(2, f"poshw: error: {where + ': ' if where else ''}{message} (see `{self.prog} --help`)\n")
+
+
+def path_arg(text: str) -> str:
+    """argparse ``type`` of a file or directory argument: an empty string (an unset shell
+    variable in quotes) would mean the current directory, so it is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="poshw",
         description="Product-of-sums neural networks compiled to verified hardware.")
     parser.add_argument("--version", action="version", version=f"poshw {__version__}")
@@ -39,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad command line (already reported)
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import path_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="generate the Verilog of a build",
                        description="Generate the Verilog of a build directory (poshw export) with "
                                    "Amaranth: BUILD/rtl/poshw_top.v, the memory primitive poshw_mem.v "
                                    "and the ROM images it reads with $readmemh.")
-    p.add_argument("build", metavar="BUILD", help="build directory")
-    p.add_argument("--out", metavar="DIR", help="output directory (default BUILD/rtl)")
+    p.add_argument("build", type=path_arg, metavar="BUILD", help="build directory")
+    p.add_argument("--out", type=path_arg, metavar="DIR", help="output directory (default BUILD/rtl)")
     p.add_argument("--json", action="store_true", help="print the RTL manifest as JSON")
     p.set_defaults(func=run)
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import path_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="test accuracy and loss of a trained run",
                        description="Evaluate the coefficient set of a run directory (or a "
                                    "coefs.npz) with the float model.")
-    p.add_argument("run", metavar="RUN", help="run directory or coefs.npz")
+    p.add_argument("run", type=path_arg, metavar="RUN", help="run directory or coefs.npz")
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: the one it was trained on)")
     p.add_argument("--split", choices=["test", "train"], default="test")
-    p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
+    p.add_argument("--data-dir", type=path_arg, metavar="DIR", help="dataset directory")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

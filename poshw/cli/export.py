@@ -6,6 +6,7 @@ import argparse
 import json
 
 from .. import PoshwError
+from . import path_arg
 from .quantize import add_compile_options, format_report, options_from_args
 
 
@@ -14,10 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Lower and quantise a trained run, then write the build: ir.json, ROM "
                                    "images, initial weight memories, the parameter image (params.hex/.bin), "
                                    "golden vectors and quant.json, with a sha256 manifest written last.")
-    p.add_argument("run", metavar="RUN", help="run directory or coefs.npz")
-    p.add_argument("--out", required=True, metavar="BUILD", help="build directory to write")
+    p.add_argument("run", type=path_arg, metavar="RUN", help="run directory or coefs.npz")
+    p.add_argument("--out", type=path_arg, required=True, metavar="BUILD", help="build directory to write")
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: the one it was trained on)")
-    p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
+    p.add_argument("--data-dir", type=path_arg, metavar="DIR", help="dataset directory")
     p.add_argument("--golden", type=int, default=64, metavar="N",
                    help="golden vectors: the first N test images and their logits (default 64; 0: none)")
     p.add_argument("--n-test", type=int, metavar="N", help="report accuracy on the first N test images only")

@@ -42,7 +42,7 @@ def model_detail(name: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.name:
+    if args.name is not None:
         d = model_detail(args.name)
         if args.json:
             print(json.dumps(d, indent=1, sort_keys=True))

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from .. import PoshwError
+from . import path_arg
 
 
 def add_compile_options(p: argparse.ArgumentParser) -> None:
@@ -46,14 +47,20 @@ def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
 def options_from_args(args: argparse.Namespace):
     from ..compiler.lower import CompileOptions
 
-    try:
-        stage_lanes = tuple((k, int(v)) for k, v in _pairs(args.stage_lanes, "--stage-lanes"))
-        layer_src = tuple((int(k), v) for k, v in _pairs(args.layer_basis_source, "--layer-basis-source"))
-    except ValueError:
-        raise PoshwError("--stage-lanes takes STAGE=INT and --layer-basis-source LAYER_INDEX=generator|rom") from None
+    stage_lanes, layer_src = [], []
+    for k, v in _pairs(args.stage_lanes, "--stage-lanes"):
+        try:
+            stage_lanes.append((k, int(v)))
+        except ValueError:
+            raise PoshwError(f"--stage-lanes {k}={v}: takes STAGE=INT (lanes)") from None
+    for k, v in _pairs(args.layer_basis_source, "--layer-basis-source"):
+        try:
+            layer_src.append((int(k), v))
+        except ValueError:
+            raise PoshwError(f"--layer-basis-source {k}={v}: takes LAYER_INDEX=generator|rom") from None
     return CompileOptions(act_bits=args.act_bits, weight_bits=args.weight_bits, coef_bits=args.coef_bits,
-                          lanes=args.lanes, stage_lanes=stage_lanes, basis_source=args.basis_source,
-                          layer_basis_source=layer_src, calib_size=args.calib, calibration=args.calibration,
+                          lanes=args.lanes, stage_lanes=tuple(stage_lanes), basis_source=args.basis_source,
+                          layer_basis_source=tuple(layer_src), calib_size=args.calib, calibration=args.calibration,
                           percentile=args.percentile, calib_seed=args.calib_seed)
 
 
@@ -62,9 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Lower a trained run to the hardware IR, calibrate integer scales on a "
                                    "slice of the training set and compare the float model with the "
                                    "fixed-point golden model on the test set. Nothing is written.")
-    p.add_argument("run", metavar="RUN", help="run directory or coefs.npz")
+    p.add_argument("run", type=path_arg, metavar="RUN", help="run directory or coefs.npz")
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: the one it was trained on)")
-    p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
+    p.add_argument("--data-dir", type=path_arg, metavar="DIR", help="dataset directory")
     p.add_argument("--n-test", type=int, metavar="N", help="evaluate on the first N test images only")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     add_compile_options(p)
@@ -109,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from ..compiler.export import quantize_coefset
 
     options = options_from_args(args)
-    cs = coefset.load(args.run)
     if args.n_test is not None and args.n_test < 1:
         raise PoshwError("--n-test must be >= 1")
+    cs = coefset.load(args.run)
     out = quantize_coefset(cs, options, dataset=args.dataset, data_dir=args.data_dir, n_test=args.n_test)
     if args.json:
         print(json.dumps(out.report, sort_keys=True))

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import PoshwError
+from . import path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,9 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "golden vectors, then report test accuracy, cycles per inference "
                                    "(cycle-stepped), the lane lower bound, synthesis cycles, simulator "
                                    "throughput and the analytic resource estimates.")
-    p.add_argument("build", metavar="BUILD", help="build directory written by `poshw export`")
+    p.add_argument("build", type=path_arg, metavar="BUILD", help="build directory written by `poshw export`")
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: the one the build was made for)")
-    p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
+    p.add_argument("--data-dir", type=path_arg, metavar="DIR", help="dataset directory")
     p.add_argument("--n", type=int, metavar="N", help="simulate the first N test images (default all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -32,15 +33,18 @@ def simulate_build(path: str, dataset: str | None = None, data_dir: str | None =
     from ..data import DATASETS, load_split
     from ..sim import Simulator
 
+    if n is not None and n < 1:
+        raise PoshwError("--n must be >= 1")
     build = load_build(path)
-    made_for = (build.extra.get("quant.json") or {}).get("dataset")
+    quant = build.extra.get("quant.json", {})
+    if not isinstance(quant, dict) or quant.get("dataset", DATASETS[0]) not in DATASETS:
+        raise PoshwError(f"{build.path / 'quant.json'}: not a calibration report of {' or '.join(DATASETS)}")
+    made_for = quant.get("dataset")
     ds = (dataset or made_for or "mnist").strip().lower()
     if ds not in DATASETS:
         raise PoshwError(f"unknown dataset {ds!r}; choose from {', '.join(DATASETS)}")
     if made_for and made_for != ds:
         raise PoshwError(f"build {path} was calibrated for {made_for}, not {ds}: pass --dataset {made_for}")
-    if n is not None and n < 1:
-        raise PoshwError("--n must be >= 1")
     ir = build.ir
     sim = Simulator(build)
     out: dict[str, Any] = {"build": str(build.path), "model": ir.name, "dataset": ds,

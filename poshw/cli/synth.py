@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import path_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="iCE40 UP5K resources and Fmax of a build",
@@ -14,10 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "wrapper that fits the 39 I/O. Prints LC, FF, EBR, SPRAM, DSP and "
                                    "Fmax beside the analytic estimates. The first yosys call compiles "
                                    "WebAssembly (about a minute).")
-    p.add_argument("build", metavar="BUILD", help="build directory")
+    p.add_argument("build", type=path_arg, metavar="BUILD", help="build directory")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
     p.add_argument("--freq", type=float, default=12.0, help="target clock in MHz for nextpnr (default 12)")
-    p.add_argument("--out", metavar="DIR", help="work directory (default BUILD/synth)")
+    p.add_argument("--out", type=path_arg, metavar="DIR", help="work directory (default BUILD/synth)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

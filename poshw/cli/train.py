@@ -6,6 +6,7 @@ import argparse
 import shlex
 
 from .. import PoshwError
+from . import path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,14 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="evaluate on a class-balanced subset of N test examples (quick runs)")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                    help="also checkpoint every STEPS optimiser steps (default: per epoch only)")
-    p.add_argument("--init-from", metavar="RUN",
+    p.add_argument("--init-from", type=path_arg, metavar="RUN",
                    help="initialise from a trained run (directory or coefs.npz) by least squares "
                         "(staged training, paper section 7)")
     p.add_argument("--partial-init", action="store_true", default=None,
                    help="with --init-from: keep fresh values for layers that cannot be lifted")
-    p.add_argument("--data-dir", metavar="DIR",
+    p.add_argument("--data-dir", type=path_arg, metavar="DIR",
                    help="dataset directory (default: $POSHW_DATA, then the standard places)")
-    p.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--out", type=path_arg, required=True, metavar="DIR", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

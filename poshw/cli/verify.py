@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import path_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="co-simulate the Verilog against the simulator",
@@ -13,19 +15,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "logit with the numba simulator, bit for bit, and the cycles with "
                                    "the IR. Also reloads a second coefficient set into the running "
                                    "design and checks the protocol errors. Compiles the RTL if needed.")
-    p.add_argument("build", metavar="BUILD", help="build directory")
+    p.add_argument("build", type=path_arg, metavar="BUILD", help="build directory")
     p.add_argument("--sim", choices=["icarus", "verilator", "both"], default="icarus")
     p.add_argument("--n", type=int, default=100, help="test images (default 100)")
     p.add_argument("--random", type=int, default=None, metavar="R",
                    help="random images after the test images (default n/10, at least 2)")
-    p.add_argument("--second", metavar="BUILD2",
+    p.add_argument("--second", type=path_arg, metavar="BUILD2",
                    help="reload the coefficients of this build (same design, e.g. trained on "
                         "another dataset) instead of random ones")
     p.add_argument("--second-n", type=int, default=None, metavar="N",
                    help="test images for the second build (default --n)")
     p.add_argument("--no-reload", action="store_true", help="skip the reload phases")
     p.add_argument("--no-protocol", action="store_true", help="skip the protocol-error test")
-    p.add_argument("--rtl", metavar="DIR", help="generated RTL directory (default BUILD/rtl)")
+    p.add_argument("--rtl", type=path_arg, metavar="DIR", help="generated RTL directory (default BUILD/rtl)")
     p.add_argument("--waves", action="store_true",
                    help="write waveforms (Icarus: FST, Verilator: VCD) for GTKWave")
     p.add_argument("--seed", type=int, default=0, help="seed of the random images and coefficients")

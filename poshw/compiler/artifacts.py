@@ -34,6 +34,10 @@ IR_FILE = "ir.json"
 PARAMS_STEM = "params"
 GOLDEN_DIR = "golden"
 
+#: the ``kind`` of each manifest entry (docs/ARTIFACTS.md)
+KINDS = ("ir", "rom_weights", "weights_init", "basis_rom", "seed_rom", "index_rom", "params", "golden_inputs",
+         "golden_logits", "golden_classes", "report")
+
 PACKING_LANES = "lanes"          #: word b*n_in + c holds W[b*lanes + l, c] at bits [l*w, (l+1)*w)
 PACKING_ROW_MAJOR = "row-major"  #: one element per word, the array flattened row-major
 PACKING_PARAMS = "param-words"   #: one value per 32-bit word, sign/zero-extended
@@ -203,20 +207,33 @@ class Build:
         raise KeyError(name)
 
 
-def _memory_entries(ir: NetworkIR, key: str, arr: np.ndarray, kind: str) -> tuple[list[int], dict]:
-    """Words and manifest fields of one ROM / weight memory."""
+def _memory_meta(ir: NetworkIR, key: str, shape: Sequence[int], kind: str) -> dict[str, Any]:
+    """Manifest fields of one ROM / weight memory of ``shape`` (unpacked)."""
     stage = int(key.split(".")[0][1:])
     fmt, lanes = rom_format(ir, key)
     if key.endswith(".weights"):
-        words = lane_pack(arr, lanes, fmt.bits)
-        width, packing = lanes * fmt.bits, PACKING_LANES
+        rows, cols = shape
+        width, packing, words = lanes * fmt.bits, PACKING_LANES, -(-rows // lanes) * cols
     else:
-        words = to_words(arr, fmt)
-        width, packing = fmt.bits, PACKING_ROW_MAJOR
-    meta = {"kind": kind, "memory": key, "stage": stage, "stage_name": ir.stages[stage].name,
-            "shape": list(arr.shape), "elem_bits": fmt.bits, "signed": fmt.signed, "lanes": lanes,
-            "width": width, "packing": packing, "words": len(words)}
+        width, packing, words = fmt.bits, PACKING_ROW_MAJOR, int(np.prod(shape, dtype=np.int64))
+    return {"kind": kind, "memory": key, "stage": stage, "stage_name": ir.stages[stage].name,
+            "shape": [int(n) for n in shape], "elem_bits": fmt.bits, "signed": fmt.signed, "lanes": lanes,
+            "width": width, "packing": packing, "words": int(words)}
+
+
+def _memory_entries(ir: NetworkIR, key: str, arr: np.ndarray, kind: str) -> tuple[list[int], dict]:
+    """Words and manifest fields of one ROM / weight memory."""
+    meta = _memory_meta(ir, key, arr.shape, kind)
+    fmt, lanes = rom_format(ir, key)
+    words = lane_pack(arr, lanes, fmt.bits) if key.endswith(".weights") else to_words(arr, fmt)
+    assert len(words) == meta["words"]
     return words, meta
+
+
+def _params_meta(ir: NetworkIR) -> dict[str, Any]:
+    """Manifest fields of the parameter image."""
+    return {"kind": "params", "width": 32, "elem_bits": 32, "signed": False, "lanes": 1,
+            "packing": PACKING_PARAMS, "words": 2 + ir.param_words(), "design_id": f"0x{ir.design_id():08x}"}
 
 
 def _kind_of_rom(key: str) -> str:
@@ -253,7 +270,10 @@ def write_build(out_dir: str | Path, ir: NetworkIR, params: Mapping[int, Mapping
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BuildError(f"{out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BuildError(f"{out}: cannot create the build directory ({e.strerror})") from None
     checked = check_params(ir, params)
     param_words = encode_params(ir, checked)
     roms = rom_contents(ir)
@@ -261,7 +281,7 @@ def write_build(out_dir: str | Path, ir: NetworkIR, params: Mapping[int, Mapping
     entries: list[dict[str, Any]] = []
 
     def put(name: str, data: bytes, meta: dict[str, Any]) -> None:
-        write_bytes_atomic(out / name, data)
+        _write(out / name, data)
         entries.append({"file": name, **meta, "bytes": len(data), "sha256": sha256_bytes(data)})
 
     put(IR_FILE, ir.to_json().encode(), {"kind": "ir"})
@@ -272,8 +292,7 @@ def write_build(out_dir: str | Path, ir: NetworkIR, params: Mapping[int, Mapping
         put(f"{key}.hex", hex_bytes(words, meta["width"]), {**meta, "format": "hex"})
         put(f"{key}.bin", bin_data(words, meta["width"]), {**meta, "format": "bin"})
     pw = [int(w) for w in param_words.tolist()]
-    pmeta = {"kind": "params", "width": 32, "elem_bits": 32, "signed": False, "lanes": 1,
-             "packing": PACKING_PARAMS, "words": len(pw), "design_id": f"0x{ir.design_id():08x}"}
+    pmeta = _params_meta(ir)
     put(f"{PARAMS_STEM}.hex", hex_bytes(pw, 32), {**pmeta, "format": "hex"})
     put(f"{PARAMS_STEM}.bin", bin_data(pw, 32), {**pmeta, "format": "bin"})
     if golden_inputs is not None:
@@ -289,8 +308,15 @@ def write_build(out_dir: str | Path, ir: NetworkIR, params: Mapping[int, Mapping
         put(name, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode(), {"kind": "report", "format": "json"})
     manifest = {"format": BUILD_FORMAT, "version": BUILD_VERSION, "name": ir.name,
                 "design_id": f"0x{ir.design_id():08x}", "files": entries}
-    write_bytes_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    _write(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return load_build(out)
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as e:
+        raise BuildError(f"{path}: cannot write ({e.strerror})") from None
 
 
 def _load_manifest(path: Path) -> dict[str, Any]:
@@ -307,7 +333,9 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     for e in m["files"]:
         if not isinstance(e, dict) or not isinstance(e.get("file"), str) or not isinstance(e.get("sha256"), str):
             raise BuildError(f"{mpath}: malformed file entry {e!r}")
-        if Path(e["file"]).is_absolute() or ".." in Path(e["file"]).parts:
+        if e.get("kind") not in KINDS:
+            raise BuildError(f"{mpath}: file entry {e['file']!r} has unknown kind {e.get('kind')!r}")
+        if Path(e["file"]).is_absolute() or ".." in Path(e["file"]).parts or not Path(e["file"]).parts:
             raise BuildError(f"{mpath}: file entry {e['file']!r} leaves the build directory")
     return m
 
@@ -324,10 +352,20 @@ def load_build(path: str | Path) -> Build:
         if sha256_bytes(data) != e["sha256"]:
             raise BuildError(f"{path / e['file']}: checksum mismatch (corrupt, truncated or edited; "
                              f"the manifest expects sha256 {e['sha256'][:16]}...)")
+        if e["file"] in blobs:
+            raise BuildError(f"{path / MANIFEST}: lists {e['file']} twice")
         blobs[e["file"]] = data
     by_name = {e["file"]: e for e in manifest["files"]}
+
+    def check_entry(name: str, want: dict[str, Any], needs: str = "the IR needs") -> None:
+        e = by_name[name]
+        for k, v in want.items():
+            if e.get(k) != v:
+                raise BuildError(f"{path / name}: manifest says {k}={e.get(k)!r}, {needs} {v!r}")
+
     if IR_FILE not in blobs:
         raise BuildError(f"{path / MANIFEST}: lists no {IR_FILE}")
+    check_entry(IR_FILE, {"kind": "ir"}, "expected")
     try:
         ir = NetworkIR.from_json(blobs[IR_FILE].decode())
     except (IRError, UnicodeDecodeError) as e:
@@ -335,6 +373,8 @@ def load_build(path: str | Path) -> Build:
     if manifest.get("design_id") != f"0x{ir.design_id():08x}":
         raise BuildError(f"{path / MANIFEST}: design id {manifest.get('design_id')} does not match "
                          f"{IR_FILE} (0x{ir.design_id():08x})")
+    if manifest.get("name") != ir.name:
+        raise BuildError(f"{path / MANIFEST}: name {manifest.get('name')!r} does not match {IR_FILE} ({ir.name!r})")
 
     def words_of(stem: str, meta_check: dict[str, Any]) -> list[int]:
         """Words of ``stem``.hex and ``stem``.bin, checked against each other and the manifest."""
@@ -343,14 +383,12 @@ def load_build(path: str | Path) -> Build:
             name = f"{stem}.{fmt}"
             if name not in by_name:
                 raise BuildError(f"{path / MANIFEST}: lists no {name}")
+            check_entry(name, {**meta_check, "format": fmt})
             e = by_name[name]
-            for k, v in meta_check.items():
-                if e.get(k) != v:
-                    raise BuildError(f"{path / name}: manifest says {k}={e.get(k)!r}, the IR needs {v!r}")
             parse = parse_hex if fmt == "hex" else parse_bin
             words = parse(blobs[name], int(e["width"]), str(path / name), int(e["words"]))
             if got is not None and words != got:
-                raise BuildError(f"{path / name}: contents differ from {stem}.hex")
+                raise BuildError(f"{path / name}: contents differ from {path / (stem + '.hex')}")
             got = words
         assert got is not None
         return got
@@ -362,13 +400,12 @@ def load_build(path: str | Path) -> Build:
     roms: dict[str, np.ndarray] = {}
     for key, want in expected_roms.items():
         words, meta = _memory_entries(ir, key, want, _kind_of_rom(key))
-        check = {k: meta[k] for k in ("kind", "width", "words", "lanes", "elem_bits", "signed", "shape")}
-        got_words = words_of(key, check)
+        got_words = words_of(key, meta)
         if got_words != words:
             raise BuildError(f"{path / (key + '.hex')}: contents differ from the ROM the IR defines")
         roms[key] = want
 
-    pw_list = words_of(PARAMS_STEM, {"width": 32, "words": 2 + ir.param_words()})
+    pw_list = words_of(PARAMS_STEM, _params_meta(ir))
     pwords = np.array(pw_list, dtype=np.uint32)
     try:
         params = decode_params(ir, pwords)
@@ -381,8 +418,7 @@ def load_build(path: str | Path) -> Build:
         key = f"s{i}.weights"
         fmt, lanes = rom_format(ir, key)
         rows, cols = weights[i].shape
-        check = {"kind": "weights_init", "width": lanes * fmt.bits, "lanes": lanes,
-                 "words": -(-rows // lanes) * cols, "shape": [rows, cols]}
+        check = _memory_meta(ir, key, (rows, cols), "weights_init")
         got = lane_unpack(words_of(key, check), rows, cols, lanes, fmt.bits, signed=True)
         if not np.array_equal(got, weights[i]):
             raise BuildError(f"{path / (key + '.hex')}: initial weights differ from those the "
@@ -397,10 +433,16 @@ def load_build(path: str | Path) -> Build:
             raise BuildError(f"{path / GOLDEN_DIR}: incomplete golden vectors (need inputs, logits, classes)")
         arrs = []
         for n in gnames:
+            buf = io.BytesIO(blobs[n])
             try:
-                arrs.append(np.load(io.BytesIO(blobs[n]), allow_pickle=False))
+                a = np.load(buf, allow_pickle=False)
             except (ValueError, OSError, EOFError) as e:
                 raise BuildError(f"{path / n}: not a readable .npy ({e})") from None
+            if not isinstance(a, np.ndarray) or buf.tell() != len(blobs[n]):
+                raise BuildError(f"{path / n}: not a single .npy array (trailing data)")
+            check_entry(n, {"kind": f"golden_{Path(n).stem}", "format": "npy", "shape": list(a.shape),
+                            "dtype": a.dtype.str}, "the file holds")
+            arrs.append(a)
         inputs, logits, classes = arrs
         n_img = inputs.shape[0] if inputs.ndim else -1
         if (inputs.dtype != np.uint8 or inputs.ndim != 3 or tuple(inputs.shape[1:]) != ir.input_shape):
@@ -413,9 +455,14 @@ def load_build(path: str | Path) -> Build:
             raise BuildError(f"{path / gnames[2]}: expected int64 [{n_img}], got {classes.dtype} {classes.shape}")
         golden = Golden(inputs, logits, classes)
 
+    for e in manifest["files"]:  # last: the contents' own checks name the problem better
+        if e.get("bytes") != len(blobs[e["file"]]):
+            raise BuildError(f"{path / MANIFEST}: says {e['file']} has {e.get('bytes')!r} bytes, "
+                             f"it has {len(blobs[e['file']])}")
     extra: dict[str, Any] = {}
     for e in manifest["files"]:
         if e.get("kind") == "report":
+            check_entry(e["file"], {"format": "json"}, "expected")
             try:
                 extra[e["file"]] = json.loads(blobs[e["file"]].decode())
             except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -19,7 +19,7 @@ from .. import PoshwError, __version__
 from ..data import DATASETS, load_split, subset
 from ..fixedpoint.golden import GoldenModel
 from ..fixedpoint.quantize import Quantized, quantize
-from .artifacts import Build, write_build
+from .artifacts import Build, BuildError, write_build
 from .lower import CompileOptions, lower
 from .roms import rom_contents
 
@@ -95,6 +95,8 @@ def export_build(coefset: Any, out_dir: str | Path, options: CompileOptions = Co
                  dataset: str | None = None, data_dir: str | None = None, golden_n: int = 64,
                  n_test: int | None = None, evaluate: bool = True) -> tuple[Build, dict[str, Any]]:
     """Quantise a run and write its build directory; golden vectors are the first ``golden_n`` test images."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():  # before the work, not after
+        raise BuildError(f"{out_dir}: exists and is not a directory")
     outcome = quantize_coefset(coefset, options, dataset=dataset, data_dir=data_dir, n_test=n_test,
                                evaluate=evaluate)
     ds = outcome.report["dataset"]

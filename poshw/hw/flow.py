@@ -64,14 +64,23 @@ def compile_build(build_dir: str | os.PathLike, out: str | os.PathLike | None = 
 
 
 def ensure_rtl(build_dir, build, rtl: str | os.PathLike | None = None) -> tuple[Path, dict]:
-    """The generated RTL of ``build`` (compiled now if missing or for another design)."""
+    """The generated RTL of ``build`` (compiled now if missing or for another design).
+
+    An explicit ``rtl`` directory holding the RTL of another design is refused rather
+    than overwritten (it likely belongs to another build).
+    """
     dest = rtl_dir_of(build_dir, rtl)
+    want = f"0x{build.ir.design_id():08x}"
     try:
         manifest = load_rtl_manifest(dest)
-        if manifest.get("design_id") == f"0x{build.ir.design_id():08x}":
-            return dest, manifest
     except PoshwError:
-        pass
+        manifest = None
+    if manifest is not None:
+        if manifest["design_id"] == want:
+            return dest, manifest
+        if rtl:
+            raise PoshwError(f"--rtl {dest} holds the RTL of design {manifest['design_id']}, not this "
+                             f"build's {want}: pass that build, or `poshw compile {build_dir} --out DIR`")
     design = generate_rtl(build.ir, build.roms, dest)
     return dest, design.manifest
 
@@ -186,10 +195,23 @@ def verify_build(build_dir: str | os.PathLike, *, sim: str = "icarus", n: int = 
     from .cosim import Phase, check_simulator, run_cosim
     from .testing import random_params
 
+    for flag, v, lo in (("--n", n, 1), ("--random", random_n, 0), ("--second-n", second_n, 1), ("--seed", seed, 0)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+            raise PoshwError(f"{flag} must be an integer >= {lo}, got {v!r}")
+    if second is not None and not reload:
+        raise PoshwError("--second is loaded in the reload phase: it cannot go with --no-reload")
+    if second_n is not None and second is None:
+        raise PoshwError("--second-n needs --second")
     check_simulator(sim)
     build = load_build(build_dir)
     check_supported(build.ir)
     ir = build.ir
+    b2 = None
+    if second is not None:
+        b2 = load_build(second)
+        if b2.ir.design_id() != ir.design_id():
+            raise PoshwError(f"{second}: design 0x{b2.ir.design_id():08x} is not "
+                             f"0x{ir.design_id():08x}: it needs other RTL")
     rtl_dir, manifest = ensure_rtl(build_dir, build, rtl)
     images, source = test_images(build, n)
     rng = np.random.default_rng(seed)
@@ -204,11 +226,7 @@ def verify_build(build_dir: str | os.PathLike, *, sim: str = "icarus", n: int = 
         phases.append(Phase(f"random ({random_n})", None, rand, ref.logits[len(images):],
                             ref.classes[len(images):]))
     if reload:
-        if second is not None:
-            b2 = load_build(second)
-            if b2.ir.design_id() != ir.design_id():
-                raise PoshwError(f"{second}: design 0x{b2.ir.design_id():08x} is not "
-                                 f"0x{ir.design_id():08x}: it needs other RTL")
+        if b2 is not None:
             imgs2, src2 = test_images(b2, n if second_n is None else second_n)
             r2 = reference(ir, build.roms, b2.params, imgs2)
             phases.append(Phase(f"reload {Path(second).name}: {src2} ({len(imgs2)})",

@@ -19,6 +19,7 @@ the analytic estimates of :meth:`NetworkIR.estimates`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import PoshwError
+from ..fileio import make_dir
 from ..ir import NetworkIR
 from .mem import POSHW_MEM_VERILOG, MemoryBackend, ReadmemhMemories
 from .top import PoshwTop
@@ -138,11 +140,13 @@ def synth_build(build_dir: str | os.PathLike, *, seed: int = 1, out: str | os.Pa
     from ..compiler import load_build
     from .flow import check_supported
 
+    if not (isinstance(freq_mhz, (int, float)) and math.isfinite(freq_mhz) and freq_mhz > 0):
+        raise PoshwError(f"--freq must be a positive number of MHz, got {freq_mhz!r}")
+    yosys, nextpnr = _tool("yosys"), _tool("nextpnr-ice40")  # before the work
     build = load_build(build_dir)
     check_supported(build.ir)
     ir = build.ir
-    work = Path(out) if out else Path(build_dir) / "synth"
-    work.mkdir(parents=True, exist_ok=True)
+    work = make_dir(Path(out) if out else Path(build_dir) / "synth", "synthesis work directory")
     mems = ReadmemhMemories()
     top = Ice40Wrapper(ir, build.roms, mems=mems)
     (work / "poshw_ice40.v").write_text(verilog.convert(top, name="poshw_ice40", emit_src=False))
@@ -155,7 +159,7 @@ def synth_build(build_dir: str | os.PathLike, *, seed: int = 1, out: str | os.Pa
               "tee -q -o stat.json stat -json")
     log(f"yosys: synth_ice40 -dsp -spram ({work}) ...")
     t0 = time.perf_counter()
-    r = subprocess.run(_tool("yosys") + ["-q", "-l", "yosys.log", "-p", script], cwd=work,
+    r = subprocess.run(yosys + ["-q", "-l", "yosys.log", "-p", script], cwd=work,
                        capture_output=True, text=True, timeout=timeout_s)
     rep.yosys_s = time.perf_counter() - t0
     if r.returncode != 0:
@@ -183,7 +187,7 @@ def synth_build(build_dir: str | os.PathLike, *, seed: int = 1, out: str | os.Pa
         return rep
     log(f"nextpnr-ice40: --up5k --package sg48 --seed {seed} ...")
     t1 = time.perf_counter()
-    r = subprocess.run(_tool("nextpnr-ice40") + [
+    r = subprocess.run(nextpnr + [
         "--up5k", "--package", "sg48", "--json", "poshw_ice40.json", "--seed", str(seed),
         "--freq", str(freq_mhz), "--pcf-allow-unconstrained", "--report", "report.json",
         "--log", "nextpnr.log", "--quiet"], cwd=work, capture_output=True, text=True, timeout=timeout_s)

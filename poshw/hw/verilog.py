@@ -24,7 +24,7 @@ import numpy as np
 from amaranth import Shape
 
 from .. import PoshwError
-from ..fileio import sha256_file, write_text_atomic
+from ..fileio import make_dir, sha256_file, write_text_atomic
 from ..ir import NetworkIR
 from .mem import POSHW_MEM_VERILOG, ReadmemhMemories
 from .top import PoshwTop
@@ -59,8 +59,7 @@ def generate_rtl(ir: NetworkIR, roms: Mapping[str, np.ndarray], out_dir: str | o
     """Write the Verilog of ``ir`` with ``roms`` (``rom_contents(ir)``) into ``out_dir``."""
     from amaranth.back import verilog
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out_dir, "generated RTL")
     mems = ReadmemhMemories()
     top = PoshwTop(ir, roms, mems=mems)
     ports = _ports(top)
@@ -98,10 +97,16 @@ def load_rtl_manifest(rtl_dir: str | os.PathLike, check: bool = True) -> dict:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
         raise PoshwError(f"{path}: no generated RTL here (run `poshw compile` first)") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise PoshwError(f"{path}: cannot read: {e}") from None
+    keys = ("top", "design_id", "latency_cycles", "synth_cycles", "classes", "logit_bits", "files")
+    if (not isinstance(manifest, dict) or any(k not in manifest for k in keys)
+            or not isinstance(manifest["files"], list)
+            or not all(isinstance(f, dict) and isinstance(f.get("file"), str) and isinstance(f.get("sha256"), str)
+                       for f in manifest["files"])):
+        raise PoshwError(f"{path}: not a poshw RTL manifest (regenerate with `poshw compile`)")
     if check:
-        for f in manifest.get("files", []):
+        for f in manifest["files"]:
             p = Path(rtl_dir) / f["file"]
             if not p.is_file():
                 raise PoshwError(f"{p}: missing (regenerate with `poshw compile`)")

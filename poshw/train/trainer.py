@@ -37,7 +37,7 @@ from tqdm import tqdm
 from .. import PoshwError, __version__, data
 from ..bases.prng import splitmix64
 from ..coefset import CoefficientSet, load as load_coefset
-from ..fileio import write_text_atomic
+from ..fileio import make_dir, write_text_atomic
 from ..nn import PoshwNet, build_model
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import RESUME_MUTABLE, Optimizer, Schedule, TrainConfig
@@ -211,7 +211,7 @@ def _prepare_fresh(out: Path, config: TrainConfig) -> None:
                              f"to continue it, or choose another --out")
         raise PoshwError(f"--out {out} exists and is not empty (and is not a poshw run); "
                          f"choose a new or empty directory")
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "run directory (--out)")
 
 
 def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
