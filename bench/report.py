@@ -93,6 +93,21 @@ def _experiment_rows(name: str) -> list[str]:
     return rows
 
 
+def quantize_rows() -> list[str]:
+    d = _load("quantize")
+    if not d:
+        return []
+    rows = ["", "### Fixed point (train -> quantize -> export -> simulate, MNIST)", "",
+            "| model | trainable params | float | fixed point (numba sim) | drop | cycles/inference (lower bound) "
+            "| variable memory | command |", "|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        rows.append(f"| `{r['model']}` | {r['trainable_params']:,} | {_pct(r['float_accuracy'])} | "
+                    f"{_pct(r['sim_accuracy'])} | {r['drop_points']:+.2f} points | {r['latency_cycles']:,} "
+                    f"({r['lane_bound_cycles']:,}) | {r['coef_ram_bits'] / 8192:.1f} KiB | "
+                    f"`python -m bench.quantize` |")
+    return rows
+
+
 def hardware_block() -> str:
     d = _load("hardware")
     if not d:
@@ -131,7 +146,9 @@ def tables() -> str:
 
     for name in EXPERIMENTS:
         out += _experiment_rows(name)
-    out += ["", "Figures: `results/<experiment>.png`; per-run details: `results/<experiment>.json`.", "",
+    out += ["", "Figures: `results/<experiment>.png`; per-run details: `results/<experiment>.json`."]
+    out += quantize_rows()
+    out += ["",
             "### Performance", "", "| benchmark | result | command |", "|---|---|---|"]
     out += performance_rows()
     return "\n".join(out) + "\n"

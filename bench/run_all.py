@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import hardware, linear_fashion, report, reproduce, sim_speed, train_speed
+from . import hardware, linear_fashion, quantize, report, reproduce, sim_speed, train_speed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     steps = [("simulator speed", sim_speed.main, []), ("training-step speed", train_speed.main, [])]
     if not args.quick:
-        steps += [("hardware: RTL verification, two tasks, iCE40", hardware.main, []),
+        steps += [("fixed point: train -> quantize -> export -> simulate", quantize.main, []),
+                  ("hardware: RTL verification, two tasks, iCE40", hardware.main, []),
                   ("linear, Fashion-MNIST", linear_fashion.main, ["--dataset", "fashion-mnist"]),
                   ("linear, MNIST", linear_fashion.main, ["--dataset", "mnist"]),
                   ("paper reproduction", reproduce.main, [])]

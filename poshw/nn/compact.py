@@ -20,11 +20,13 @@ returns the int8 stack for tests and least-squares fitting.
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 from ..bases import Family
 from ..bases import prng
 
+#: partial sums of a correlation, reduced in a fixed order (see CompactStack.correlate)
+_CORRELATE_CHUNKS = 16
 #: bases generated at once while building a store (bounds the int8 temporary)
 _GEN_CHUNK_ENTRIES = 1 << 24
 
@@ -178,7 +180,9 @@ class CompactStack:
     def correlate(self, g: np.ndarray) -> np.ndarray:
         """``<M_k, g>`` for every basis (float64, ``count``) for a float32 ``g`` of ``entries``."""
         g = np.ascontiguousarray(g, dtype=np.float32)
-        chunks = max(1, min(get_num_threads() * 4, self.entries // 4096 or 1))
+        # a fixed number of chunks (not the thread count): the float sums, hence training,
+        # are the same bit for bit on any number of threads
+        chunks = max(1, min(_CORRELATE_CHUNKS, self.entries // 4096))
         if self.bits == 8:
             partial = np.zeros((chunks, self.count), dtype=np.float32)
             _grad_int8(self.data, g, chunks, partial)
