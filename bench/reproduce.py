@@ -86,7 +86,7 @@ def _fig2a(args) -> list[Run]:
     for t in range(args.trials):
         for k in (2, 5, 10, 20, 40, 80):
             out.append(Run(f"prodsum-k{k}-t{t}", f"linear-prodsum:p=10,k={k},family=rademacher", "mnist",
-                           _epochs(args, 10), 3e-2, t, "product of p=10 random sums", meta={"k": k}))
+                           _epochs(args, 10), 1e-1, t, "product of p=10 random sums", meta={"k": k}))
     return out
 
 
