@@ -19,7 +19,7 @@ import sys
 from .. import PoshwError, __version__
 
 #: order of commands in ``poshw --help``; discovered modules not listed here come last
-ORDER = ["models", "train", "evaluate", "quantize", "export", "simulate", "compile", "verify",
+ORDER = ["models", "train", "evaluate", "onnx", "quantize", "export", "simulate", "compile", "verify",
          "synth"]
 
 
