@@ -210,7 +210,11 @@ def plot(exp: Experiment, summary: list[dict[str, Any]], path: Path) -> None:
         else:
             ax.plot(xs, ys, style, ms=4, label=g)
     if exp.xlog:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel("test error (%)")
     ax.set_title(f"{exp.figure}: {exp.title}", fontsize=9)
