@@ -210,9 +210,10 @@ def plot(exp: Experiment, summary: list[dict[str, Any]], path: Path) -> None:
         else:
             ax.plot(xs, ys, style, ms=4, label=g)
     if exp.xlog:
-        from matplotlib.ticker import FuncFormatter, NullFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("trainable parameters")
