@@ -57,17 +57,80 @@ def performance_rows() -> list[str]:
     return rows
 
 
-def _linear_rows() -> list[str]:
-    rows = []
-    for tag, paper in (("fashion", "dense ~84%; ~10% of params with DCT"), ("mnist", "dense ~92%")):
-        d = _load(f"linear_{tag}")
-        if not d:
+def _point(exp: str, group: str, params: int | None = None, model_prefix: str | None = None):
+    """One summary point of a reproduction experiment (None if not run yet)."""
+    d = _load(exp)
+    if not d:
+        return None
+    for s in d["summary"]:
+        if s["group"] != group:
             continue
-        ms = {m["model"]: m for m in d["models"]}
-        for name, m in ms.items():
-            rows.append(f"| linear, {d['dataset']} (4.1) | {paper} | {_pct(m['test_accuracy_mean'])} "
-                        f"(mean of {len(m['seeds'])} seeds) | {m['trainable_parameters']:,} | `{name}` | "
-                        f"`python -m bench.linear_fashion --dataset {d['dataset']}` |")
+        if params is not None and s["trainable_params"] != params:
+            continue
+        if model_prefix is not None and not any(m.startswith(model_prefix) for m in s["models"]):
+            continue
+        return s
+    return None
+
+
+def _acc(s) -> str:
+    if s is None:
+        return "not run yet"
+    n = f" ({s['trials']} trials)" if s["trials"] > 1 else ""
+    return f"{_pct(s['accuracy_mean'])}{n}"
+
+
+def headline_rows() -> list[str]:
+    """The issue's targets, each against the paper's claim."""
+    rows = ["| claim | paper | poshw | verdict | command |", "|---|---|---|---|---|"]
+    lf = _load("linear_fashion")
+    if lf:
+        ms = {m["model"]: m for m in lf["models"]}
+        dense, dct = ms.get("linear"), ms.get("linear-dct:m=169")
+        if dense and dct:
+            gap = 100 * (dense["test_accuracy_mean"] - dct["test_accuracy_mean"])
+            rows.append(f"| Fashion-MNIST: linear on the 169 lowest DCT coefficients (1,700 params) vs dense "
+                        f"(7,850) | about the same (~84%) | {_pct(dct['test_accuracy_mean'])} vs "
+                        f"{_pct(dense['test_accuracy_mean'])} ({len(dct['seeds'])} seeds) | {gap:.2f} points "
+                        f"{'within' if gap <= 1 else 'NOT within'} 1 | `python -m bench.linear_fashion` |")
+    ref, dct = _point("fig1a", "reference (dense)"), _point("fig1a", "2-D DCT", 1700)
+    if ref and dct:
+        gap = 100 * (ref["accuracy_mean"] - dct["accuracy_mean"])
+        rows.append(f"| MNIST: linear on 169 DCT coefficients (22% of the params) vs dense | same accuracy at "
+                    f"~10-22% of the params | {_acc(dct)} vs {_acc(ref)} | {gap:+.2f} points "
+                    f"({'within' if gap <= 0.5 else 'NOT within'} 0.5) | `python -m bench.reproduce fig1a` |")
+    psn = _point("fig3a", "ProdSumNet", 3554)
+    if psn:
+        rows.append(f"| MNIST: ProdSumNet, 3,554 trainable params (Table 1) | 98.44% | {_acc(psn)} | "
+                    f"{'meets' if psn['accuracy_mean'] >= 0.9844 else 'BELOW'} 98.44% | "
+                    f"`python -m bench.reproduce fig3a` |")
+    lenet_f = _point("fig3b", "reference LeNet")
+    psn_f = None
+    d = _load("fig3b")
+    if d:
+        cands = [s for s in d["summary"] if s["group"] == "ProdSumNet" and s["trainable_params"] <= 12_400]
+        psn_f = max(cands, key=lambda s: s["trainable_params"]) if cands else None
+    if lenet_f and psn_f:
+        gap = 100 * (lenet_f["accuracy_mean"] - psn_f["accuracy_mean"])
+        rows.append(f"| Fashion-MNIST: ProdSumNet at <= 0.38% of LeNet's params vs LeNet | within ~4% | "
+                    f"{_acc(psn_f)} at {psn_f['trainable_params']:,} params vs {_acc(lenet_f)} | {gap:.2f} points "
+                    f"({'within' if gap <= 4 else 'NOT within'} 4) | `python -m bench.reproduce fig3b` |")
+    mlp = _point("fig4a", "reference MLP")
+    d = _load("fig4a")
+    if mlp and d:
+        small = [s for s in d["summary"] if s["group"].startswith("reduced")
+                 and s["trainable_params"] <= 0.043 * 1_333_770]
+        best = max(small, key=lambda s: s["accuracy_mean"]) if small else None
+        if best:
+            gap = 100 * (mlp["accuracy_mean"] - best["accuracy_mean"])
+            rows.append(f"| MNIST: reduced MLP at <= 4.3% of the params vs MLP 1024-512-10 | within 1.5% | "
+                        f"{_acc(best)} at {best['trainable_params']:,} vs {_acc(mlp)} | {gap:.2f} points "
+                        f"({'within' if gap <= 1.5 else 'NOT within'} 1.5) | `python -m bench.reproduce fig4a` |")
+    cf = _load("fig4b")
+    if cf and cf["summary"]:
+        s = cf["summary"][0]
+        rows.append(f"| MNIST: conv-free DCT-Hadamard net | 98.2% | {_acc(s)} | "
+                    f"{'meets' if s['accuracy_mean'] >= 0.982 else 'BELOW'} 98.2% | `python -m bench.reproduce fig4b` |")
     return rows
 
 
@@ -75,21 +138,15 @@ def _experiment_rows(name: str) -> list[str]:
     d = _load(name)
     if not d:
         return []
-    rows = []
-    summary = d["summary"]
-    # sweeps with many points: show the reference(s) and a few representative points per curve
-    by_group: dict[str, list[dict[str, Any]]] = {}
-    for s in summary:
-        by_group.setdefault(s["group"], []).append(s)
-    for group, pts in by_group.items():
-        pts = sorted(pts, key=lambda s: s["trainable_params"])
-        if len(pts) > 4:
-            pts = [pts[0], pts[len(pts) // 2 - 1], pts[len(pts) // 2], pts[-1]]
-        for s in pts:
-            tag = "" if d.get("complete", True) else " (partial)"
-            trials = f" (mean of {s['trials']})" if s["trials"] > 1 else ""
-            rows.append(f"| {d['figure']}: {group} | {d['paper']} | {_pct(s['accuracy_mean'])}{trials}{tag} "
-                        f"| {s['trainable_params']:,} | `{s['models'][0]}` | `python -m bench.reproduce {name}` |")
+    epochs = sorted({r["epochs"] for r in d["runs"]})
+    trials = max(s["trials"] for s in d["summary"]) if d["summary"] else 0
+    status = "" if d.get("complete", True) else " **(partial: not every run has finished)**"
+    rows = ["", f"**{d['figure']}: {d['title']}**{status}. Paper: {d['paper']}. "
+                f"Up to {trials} trial(s), {'/'.join(map(str, epochs))} epochs; "
+                f"`python -m bench.reproduce {name}`; figure `results/{name}.png`.", "",
+            "| curve | trainable params | test accuracy | model |", "|---|---|---|---|"]
+    for s in sorted(d["summary"], key=lambda s: (s["group"], s["trainable_params"])):
+        rows.append(f"| {s['group']} | {s['trainable_params']:,} | {_acc(s)} | `{s['models'][0]}` |")
     return rows
 
 
@@ -138,18 +195,14 @@ def hardware_block() -> str:
 
 
 def tables() -> str:
-    out = ["### Accuracy (paper reproduction)", "",
-           "| experiment | paper | poshw | trainable params | model | command |",
-           "|---|---|---|---|---|---|"]
-    out += _linear_rows()
     from .reproduce import EXPERIMENTS
 
+    out = ["### The paper's claims", ""] + headline_rows()
+    out += ["", "### Paper reproduction, experiment by experiment"]
     for name in EXPERIMENTS:
         out += _experiment_rows(name)
-    out += ["", "Figures: `results/<experiment>.png`; per-run details: `results/<experiment>.json`."]
     out += quantize_rows()
-    out += ["",
-            "### Performance", "", "| benchmark | result | command |", "|---|---|---|"]
+    out += ["", "### Performance", "", "| benchmark | result | command |", "|---|---|---|"]
     out += performance_rows()
     return "\n".join(out) + "\n"
 
