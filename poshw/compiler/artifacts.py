@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import PoshwError
-from ..fileio import sha256_bytes, write_bytes_atomic
+from ..fileio import make_dir, sha256_bytes, write_bytes_atomic
 from ..fixedpoint.golden import all_weights, golden_forward
 from ..ir import Format, Hadamard, IRError, MatVec, NetworkIR, WeightSource
 from .params import ParamError, Params, check_params, decode_params, encode_params
@@ -267,13 +267,7 @@ def write_build(out_dir: str | Path, ir: NetworkIR, params: Mapping[int, Mapping
 
     ``extra`` maps JSON file names (``"quant.json"``) to JSON-serialisable reports.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise BuildError(f"{out}: exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BuildError(f"{out}: cannot create the build directory ({e.strerror})") from None
+    out = make_dir(out_dir, "build directory")
     checked = check_params(ir, params)
     param_words = encode_params(ir, checked)
     roms = rom_contents(ir)

@@ -13,10 +13,10 @@ from typing import Mapping, Sequence
 from amaranth import Module, Signal, signed
 from amaranth.lib import wiring
 
-from ..ir import INT32, REQUANT_MULT, REQUANT_SHIFT, Hadamard
+from ..ir import INT32, Hadamard
 from .mem import AmaranthMemories, MemoryBackend
 from .requant import Requantiser
-from .stage import field_index, stage_ports
+from .stage import connect_synth, field_index, requant_registers, stage_ports
 from .synth import WeightSynth
 
 __all__ = ["HadamardStage"]
@@ -52,26 +52,8 @@ class HadamardStage(wiring.Component):
         wb = st.weight_fmt.bits
         dm = mems.memory(m, f"{self.name}.weights", wb, N)
         m.submodules.synth = syn = self.synth
-        G = len(st.synth.groups)
-        m.d.comb += [dm.waddr.eq(syn.w_addr), dm.wdata.eq(syn.w_data), dm.wen.eq(syn.w_en),
-                     syn.start.eq(self.s_start), self.s_last.eq(syn.last)]
-        sel = Signal(range(G + 2))
-        m.d.comb += sel.eq(G + 1)
-        for g in range(G):
-            with m.If(self.p_field == field_index(st, f"coef.{g}")):
-                m.d.comb += sel.eq(g)
-        with m.If(self.p_field == field_index(st, "synth_shift")):
-            m.d.comb += sel.eq(G)
-        m.d.comb += [syn.p_en.eq(self.p_en & (sel <= G)), syn.p_field.eq(sel),
-                     syn.p_idx.eq(self.p_idx), syn.p_data.eq(self.p_data)]
-
-        mult = Signal(REQUANT_MULT.bits)
-        shift = Signal(REQUANT_SHIFT.bits)
-        if st.requant:
-            with m.If(self.p_en & (self.p_field == field_index(st, "requant_mult"))):
-                m.d.sync += mult.eq(self.p_data[:REQUANT_MULT.bits])
-            with m.If(self.p_en & (self.p_field == field_index(st, "requant_shift"))):
-                m.d.sync += shift.eq(self.p_data[:REQUANT_SHIFT.bits])
+        connect_synth(m, self, syn, dm)
+        mult, shift = requant_registers(m, self)
 
         run = Signal()
         e = Signal(range(N + 1))

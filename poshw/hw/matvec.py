@@ -22,10 +22,10 @@ import numpy as np
 from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 
-from ..ir import INT32, REQUANT_MULT, REQUANT_SHIFT, MatVec, WeightSource
+from ..ir import INT32, MatVec, WeightSource
 from .mem import AmaranthMemories, MemoryBackend
 from .requant import Requantiser
-from .stage import field_index, stage_ports
+from .stage import connect_synth, field_index, requant_registers, stage_ports
 from .synth import WeightSynth
 
 __all__ = ["MatVecStage", "pack_lanes"]
@@ -135,29 +135,10 @@ class MatVecStage(wiring.Component):
                     m.d.sync += [lc.eq(c_eff + 1), ll.eq(l_eff), lbase.eq(b_eff)]
         elif st.weight_source is WeightSource.SYNTH:
             m.submodules.synth = syn = self.synth
-            G = len(st.synth.groups)
-            m.d.comb += [wm.waddr.eq(syn.w_addr), wm.wdata.eq(syn.w_data), wm.wen.eq(syn.w_en),
-                         syn.start.eq(self.s_start), self.s_last.eq(syn.last)]
-            # fields: coef.0 .. coef.{G-1}, synth_shift -> synth fields 0..G
-            sel = Signal(range(G + 2))
-            m.d.comb += sel.eq(G + 1)
-            for g in range(G):
-                with m.If(self.p_field == field_index(st, f"coef.{g}")):
-                    m.d.comb += sel.eq(g)
-            with m.If(self.p_field == field_index(st, "synth_shift")):
-                m.d.comb += sel.eq(G)
-            m.d.comb += [syn.p_en.eq(self.p_en & (sel <= G)), syn.p_field.eq(sel),
-                         syn.p_idx.eq(self.p_idx), syn.p_data.eq(self.p_data)]
+            connect_synth(m, self, syn, wm)
 
         # ---- bias and requantisation parameters ------------------------------------------------
-        mult = Signal(REQUANT_MULT.bits)
-        shift = Signal(REQUANT_SHIFT.bits)
-        if st.requant:
-            f_m, f_s = field_index(st, "requant_mult"), field_index(st, "requant_shift")
-            with m.If(self.p_en & (self.p_field == f_m)):
-                m.d.sync += mult.eq(self.p_data[:REQUANT_MULT.bits])
-            with m.If(self.p_en & (self.p_field == f_s)):
-                m.d.sync += shift.eq(self.p_data[:REQUANT_SHIFT.bits])
+        mult, shift = requant_registers(m, self)
         bias_data = Signal(signed(INT32.bits))
         bias_raddr = Signal(range(B * P + 1))
         if st.bias:

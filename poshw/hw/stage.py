@@ -19,12 +19,13 @@ Synthesis interface: ``s_start`` (in), ``s_last`` (out), like ``start``/``last``
 
 from __future__ import annotations
 
+from amaranth import Module, Signal
 from amaranth.lib.wiring import In, Out
 
-from ..ir import Stage
+from ..ir import REQUANT_MULT, REQUANT_SHIFT, Stage
 from .requant import fmt_shape
 
-__all__ = ["stage_ports", "field_index", "max_field_count"]
+__all__ = ["stage_ports", "field_index", "max_field_count", "connect_synth", "requant_registers"]
 
 
 def max_field_count(stage: Stage) -> int:
@@ -52,3 +53,36 @@ def stage_ports(stage: Stage, out_shape=None) -> dict:
         "p_idx": In(range(max(max_field_count(stage), 2))), "p_data": In(32),
         "s_start": In(1), "s_last": Out(1),
     }
+
+
+def connect_synth(m: Module, unit, syn, wmem) -> None:
+    """Wire a stage's :class:`~poshw.hw.synth.WeightSynth` ``syn``: its writes go to the weight
+    memory ``wmem``, its run interface to the stage's ``s_start``/``s_last``, and the stage's
+    ``coef.<g>`` and ``synth_shift`` parameter fields to the synthesiser's fields ``g`` and ``G``."""
+    st = unit.stage
+    G = len(st.synth.groups)
+    m.d.comb += [wmem.waddr.eq(syn.w_addr), wmem.wdata.eq(syn.w_data), wmem.wen.eq(syn.w_en),
+                 syn.start.eq(unit.s_start), unit.s_last.eq(syn.last)]
+    sel = Signal(range(G + 2))
+    m.d.comb += sel.eq(G + 1)
+    for g in range(G):
+        with m.If(unit.p_field == field_index(st, f"coef.{g}")):
+            m.d.comb += sel.eq(g)
+    with m.If(unit.p_field == field_index(st, "synth_shift")):
+        m.d.comb += sel.eq(G)
+    m.d.comb += [syn.p_en.eq(unit.p_en & (sel <= G)), syn.p_field.eq(sel),
+                 syn.p_idx.eq(unit.p_idx), syn.p_data.eq(unit.p_data)]
+
+
+def requant_registers(m: Module, unit) -> tuple[Signal, Signal]:
+    """The requantisation multiplier and shift registers, written by the parameter stream
+    (left at 0 when the stage does not requantise)."""
+    st = unit.stage
+    mult = Signal(REQUANT_MULT.bits)
+    shift = Signal(REQUANT_SHIFT.bits)
+    if st.requant:
+        with m.If(unit.p_en & (unit.p_field == field_index(st, "requant_mult"))):
+            m.d.sync += mult.eq(unit.p_data[:REQUANT_MULT.bits])
+        with m.If(unit.p_en & (unit.p_field == field_index(st, "requant_shift"))):
+            m.d.sync += shift.eq(unit.p_data[:REQUANT_SHIFT.bits])
+    return mult, shift
