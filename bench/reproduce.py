@@ -18,7 +18,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +41,11 @@ class Run:
     batch_size: int = 128
     schedule: str = "cosine"
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: experiment whose run directory holds this run, when it is shared with another figure
+    home: str | None = None
+
+    def directory(self, exp: str) -> Path:
+        return RUNS / (self.home or exp) / self.key
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,9 @@ def _fig1(dataset: str) -> Callable[[argparse.Namespace], list[Run]]:
 
 
 def _fig2a(args) -> list[Run]:
-    out = _fig1("mnist")(args)
-    out = [r for r in out if r.group in ("2-D DCT", "reference (dense)")]
+    # The dense and DCT curves are Fig 1a's runs, shared (same settings, same directories).
+    fig1a = _fig1("mnist")(argparse.Namespace(trials=args.trials, epochs_scale=1.0))
+    out = [replace(r, home="fig1a") for r in fig1a if r.group in ("2-D DCT", "reference (dense)")]
     for t in range(args.trials):
         for k in (2, 5, 10, 20, 40, 80):
             out.append(Run(f"prodsum-k{k}-t{t}", f"linear-prodsum:p=10,k={k},family=rademacher", "mnist",
@@ -159,7 +165,7 @@ def run_one(exp: str, run: Run, data_dir: str | None) -> dict[str, Any]:
     from poshw.train.config import TrainConfig
     from poshw.train.trainer import CHECKPOINT_NAME, METRICS_NAME, train
 
-    out = RUNS / exp / run.key
+    out = run.directory(exp)
     metrics_path = out / METRICS_NAME
     if not metrics_path.exists():
         config = TrainConfig(model=run.model, dataset=run.dataset, epochs=run.epochs, lr=run.lr,
@@ -234,7 +240,7 @@ def run_experiment(exp: Experiment, args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     t0 = time.time()
     for i, run in enumerate(runs):
-        metrics_path = RUNS / exp.name / run.key / "metrics.json"
+        metrics_path = run.directory(exp.name) / "metrics.json"
         if (args.plot_only or (args.only and run.key not in args.only)) and not metrics_path.exists():
             continue
         print(f"[{exp.name}] run {i + 1}/{len(runs)}", flush=True)
