@@ -50,8 +50,8 @@ def performance_rows() -> list[str]:
                 continue
             rows.append(f"| training step, batch {ts['batch']}: `{name}` vs dense LeNet "
                         f"| {r['step_ms_median']:.0f} ms vs {ref['step_ms_median']:.0f} ms "
-                        f"(ratio {r.get('ratio_to_lenet', float('nan')):.2f}); peak RSS {r['peak_rss_mb']:.0f} MB "
-                        f"vs {ref['peak_rss_mb']:.0f} MB; basis data {r['basis_bytes'] / 1e6:.0f} MB, "
+                        f"(ratio {r.get('ratio_to_lenet', float('nan')):.2f}); peak RSS {r['peak_rss_mb']:.0f} MiB "
+                        f"vs {ref['peak_rss_mb']:.0f} MiB; basis data {r['basis_bytes'] / 1e6:.0f} MB, "
                         f"traffic floor {r['floor_ms']:.0f} ms at {ts['bandwidth_gbs']:.0f} GB/s "
                         f"| `python -m bench.train_speed` |")
     return rows

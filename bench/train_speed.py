@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         row = json.loads(out.strip().splitlines()[-1])
         rows.append(row)
         print(f"{name:32s} {row['trainable_params']:>10,d} params  step {row['step_ms_median']:7.1f} ms  "
-              f"peak RSS {row['peak_rss_mb']:6.0f} MB  bases {row['basis_bytes'] / 1e6:6.1f} MB", flush=True)
+              f"peak RSS {row['peak_rss_mb']:6.0f} MiB  bases {row['basis_bytes'] / 1e6:6.1f} MB", flush=True)
     bw = bandwidth_gbs()
     ref = next((r for r in rows if r["model"] == "lenet"), None)
     for r in rows:
