@@ -16,7 +16,7 @@ export NUMBA_CACHE_DIR ?= $(abspath .numba_cache)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 JOBS ?= 2
 
-.PHONY: all env demo test test-quick test-rtl bench bench-quick clean help
+.PHONY: all env demo test test-quick test-rtl bench bench-quick rtl clean help
 
 all: help
 
@@ -26,6 +26,7 @@ help:
 	@echo "make test-quick  everything but the tests marked slow"
 	@echo "make bench       benchmarks + paper reproduction (hours, resumable); results/ and README"
 	@echo "make bench-quick speed benchmarks only"
+	@echo "make rtl         regenerate rtl/ (the shipped designs) from models/"
 
 env: $(STAMP)
 
@@ -57,6 +58,21 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m bench.run_all --quick
+
+# The shipped designs: models/*.npz -> export -> compile -> rtl/<design>/, plus each
+# task's coefficient stream. tests/test_shipped.py checks rtl/ equals a fresh run.
+SHIP := build/ship
+POSHW := $(VENV)/bin/poshw
+rtl: $(STAMP)
+	rm -rf $(SHIP) rtl/linear-dct-m16 rtl/mlp-reduced-762
+	$(POSHW) export models/mnist-linear-dct-m16.npz --out $(SHIP)/linear-mnist --no-eval
+	$(POSHW) export models/mnist-mlp-reduced-762.npz --out $(SHIP)/mlp-mnist --no-eval
+	$(POSHW) export models/fashion-mlp-reduced-762.npz --out $(SHIP)/mlp-fashion --no-eval
+	$(POSHW) compile $(SHIP)/linear-mnist --out rtl/linear-dct-m16
+	$(POSHW) compile $(SHIP)/mlp-mnist --out rtl/mlp-reduced-762
+	cp $(SHIP)/linear-mnist/params.hex rtl/linear-dct-m16/mnist.params.hex
+	cp $(SHIP)/mlp-mnist/params.hex rtl/mlp-reduced-762/mnist.params.hex
+	cp $(SHIP)/mlp-fashion/params.hex rtl/mlp-reduced-762/fashion.params.hex
 
 clean:
 	rm -rf build runs sim_build .pytest_cache .numba_cache
