@@ -98,12 +98,12 @@ def headline_rows() -> list[str]:
         gap = 100 * (ref["accuracy_mean"] - dct["accuracy_mean"])
         rows.append(f"| MNIST: linear on 169 DCT coefficients (22% of the params) vs dense | same accuracy at "
                     f"~10-22% of the params | {_acc(dct)} vs {_acc(ref)} | {gap:+.2f} points "
-                    f"({'within' if gap <= 0.5 else 'NOT within'} 0.5) | `python -m bench.reproduce fig1a` |")
+                    f"({'within' if gap <= 0.5 else 'NOT within'} 0.5) | `{_command_for('fig1a', ref, dct)}` |")
     psn = _point("fig3a", "ProdSumNet", 3554)
     if psn:
         rows.append(f"| MNIST: ProdSumNet, 3,554 trainable params (Table 1) | 98.44% | {_acc(psn)} | "
                     f"{'meets' if psn['accuracy_mean'] >= 0.9844 else 'BELOW'} 98.44% | "
-                    f"`python -m bench.reproduce fig3a` |")
+                    f"`{_command_for('fig3a', psn)}` |")
     lenet_f = _point("fig3b", "reference LeNet")
     psn_f = None
     d = _load("fig3b")
@@ -114,7 +114,7 @@ def headline_rows() -> list[str]:
         gap = 100 * (lenet_f["accuracy_mean"] - psn_f["accuracy_mean"])
         rows.append(f"| Fashion-MNIST: ProdSumNet at <= 0.38% of LeNet's params vs LeNet | within ~4% | "
                     f"{_acc(psn_f)} at {psn_f['trainable_params']:,} params vs {_acc(lenet_f)} | {gap:.2f} points "
-                    f"({'within' if gap <= 4 else 'NOT within'} 4) | `python -m bench.reproduce fig3b` |")
+                    f"({'within' if gap <= 4 else 'NOT within'} 4) | `{_command_for('fig3b', lenet_f, psn_f)}` |")
     mlp = _point("fig4a", "reference MLP")
     d = _load("fig4a")
     if mlp and d:
@@ -125,28 +125,46 @@ def headline_rows() -> list[str]:
             gap = 100 * (mlp["accuracy_mean"] - best["accuracy_mean"])
             rows.append(f"| MNIST: reduced MLP at <= 4.3% of the params vs MLP 1024-512-10 | within 1.5% | "
                         f"{_acc(best)} at {best['trainable_params']:,} vs {_acc(mlp)} | {gap:.2f} points "
-                        f"({'within' if gap <= 1.5 else 'NOT within'} 1.5) | `python -m bench.reproduce fig4a` |")
+                        f"({'within' if gap <= 1.5 else 'NOT within'} 1.5) | `{_command_for('fig4a', mlp, best)}` |")
     cf = _load("fig4b")
     if cf and cf["summary"]:
         s = cf["summary"][0]
         rows.append(f"| MNIST: conv-free DCT-Hadamard net | 98.2% | {_acc(s)} | "
-                    f"{'meets' if s['accuracy_mean'] >= 0.982 else 'BELOW'} 98.2% | `python -m bench.reproduce fig4b` |")
+                    f"{'meets' if s['accuracy_mean'] >= 0.982 else 'BELOW'} 98.2% | `{_command_for('fig4b', s)}` |")
     return rows
+
+
+def _commands(name: str, d: dict[str, Any] | None) -> list[str]:
+    return (d or {}).get("commands") or [f"python -m bench.reproduce {name}"]
+
+
+def _command_for(name: str, *points: dict[str, Any]) -> str:
+    """The command(s) that retrain the runs behind summary ``points`` of experiment ``name``."""
+    d = _load(name)
+    cmds = _commands(name, d)
+    if len(cmds) == 1:
+        return cmds[0]
+    keys = {r["key"] for r in d["runs"] for s in points
+            if r["group"] == s["group"] and r["trainable_params"] == s["trainable_params"]}
+    picked = [c for c in cmds if keys & set(c.partition(" --only ")[2].split())]
+    return "; ".join(picked or cmds)
 
 
 def _experiment_rows(name: str) -> list[str]:
     d = _load(name)
     if not d:
         return []
-    epochs = sorted({r["epochs"] for r in d["runs"]})
     trials = max(s["trials"] for s in d["summary"]) if d["summary"] else 0
     status = "" if d.get("complete", True) else " **(partial: not every run has finished)**"
+    commands = "; ".join(f"`{c}`" for c in _commands(name, d))
     rows = ["", f"**{d['figure']}: {d['title']}**{status}. Paper: {d['paper']}. "
-                f"Up to {trials} trial(s), {'/'.join(map(str, epochs))} epochs; "
-                f"`python -m bench.reproduce {name}`; figure `results/{name}.png`.", "",
-            "| curve | trainable params | test accuracy | model |", "|---|---|---|---|"]
+                f"Up to {trials} trial(s); {commands}; figure `results/{name}.png`.", "",
+            "| curve | trainable params | test accuracy | epochs | model |", "|---|---|---|---|---|"]
     for s in sorted(d["summary"], key=lambda s: (s["group"], s["trainable_params"])):
-        rows.append(f"| {s['group']} | {s['trainable_params']:,} | {_acc(s)} | `{s['models'][0]}` |")
+        epochs = sorted({r["epochs"] for r in d["runs"]
+                         if r["group"] == s["group"] and r["trainable_params"] == s["trainable_params"]})
+        rows.append(f"| {s['group']} | {s['trainable_params']:,} | {_acc(s)} | {'/'.join(map(str, epochs))} "
+                    f"| `{s['models'][0]}` |")
     return rows
 
 

@@ -235,6 +235,32 @@ def plot(exp: Experiment, summary: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def reproduce_commands(exp: Experiment, runs: list[Run], rows: list[dict[str, Any]]) -> list[str]:
+    """The commands that retrain exactly the finished ``rows`` on a fresh machine.
+
+    Runs may have been trained at different ``--epochs-scale`` (a long run at full
+    length, a sweep at half): each scale gets its own command, with ``--only`` when
+    there are several. Runs shared from another experiment (``home``) are left to it.
+    """
+    by_key = {r.key: r for r in runs}
+    trials = len({row["seed"] for row in rows}) or 1
+    trial_dependent = len(exp.runs(argparse.Namespace(trials=1, epochs_scale=1.0))) != \
+        len(exp.runs(argparse.Namespace(trials=2, epochs_scale=1.0)))
+    full = {r.key: r.epochs for r in exp.runs(argparse.Namespace(trials=max(trials, 1), epochs_scale=1.0))}
+    scales: dict[float, list[str]] = {}
+    for row in rows:
+        run = by_key.get(row["key"])
+        if run is None or run.home or row["key"] not in full:
+            continue
+        scales.setdefault(round(row["epochs"] / full[row["key"]], 2), []).append(row["key"])
+    base = f"python -m bench.reproduce {exp.name}" + (f" --trials {trials}" if trial_dependent and trials != 2 else "")
+    out = []
+    for scale, keys in sorted(scales.items(), reverse=True):
+        cmd = base + (f" --epochs-scale {scale:g}" if scale != 1 else "")
+        out.append(cmd + (f" --only {' '.join(keys)}" if len(scales) > 1 else ""))
+    return out or [base]
+
+
 def run_experiment(exp: Experiment, args: argparse.Namespace) -> dict[str, Any]:
     runs = exp.runs(args)
     rows = []
@@ -246,8 +272,12 @@ def run_experiment(exp: Experiment, args: argparse.Namespace) -> dict[str, Any]:
         print(f"[{exp.name}] run {i + 1}/{len(runs)}", flush=True)
         rows.append(run_one(exp.name, run, args.data_dir))
     summary = summarise(rows)
+    # complete: every run of the trials that exist (a --plot-only call does not know --trials)
+    trials = len({r["seed"] for r in rows}) or args.trials
+    expected = {r.key for r in exp.runs(argparse.Namespace(trials=trials, epochs_scale=args.epochs_scale))}
     payload = {"experiment": exp.name, "figure": exp.figure, "title": exp.title, "paper": exp.paper,
-               "trials": args.trials, "epochs_scale": args.epochs_scale, "complete": len(rows) == len(runs),
+               "trials": trials, "complete": expected <= {r["key"] for r in rows},
+               "commands": reproduce_commands(exp, runs, rows),
                "runs": rows, "summary": summary, "wall_seconds_this_invocation": time.time() - t0}
     write_result(exp.name, payload)
     if summary:

@@ -71,3 +71,22 @@ def test_list_prints_every_experiment(capsys):
     assert reproduce.main(["--list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in reproduce.EXPERIMENTS)
+
+
+def test_reproduce_commands_name_the_scale_each_run_was_trained_at():
+    exp = reproduce.EXPERIMENTS["fig3a"]
+    runs = exp.runs(_args())
+
+    def row(key, epochs):
+        return {"key": key, "epochs": epochs, "seed": 0}
+
+    assert reproduce.reproduce_commands(exp, runs, [row("psn-1", 20), row("lenet", 12)]) == \
+        ["python -m bench.reproduce fig3a"]
+    assert reproduce.reproduce_commands(exp, runs, [row("psn-1", 20), row("psn-0.5", 10), row("psn-0.25", 10)]) == \
+        ["python -m bench.reproduce fig3a --only psn-1",
+         "python -m bench.reproduce fig3a --epochs-scale 0.5 --only psn-0.5 psn-0.25"]
+    # Fig 2a: the shared Fig 1a runs are Fig 1a's business; one trial is said
+    fig2a = reproduce.EXPERIMENTS["fig2a"]
+    rows = [row("dct-m16-t0", 15), row("prodsum-k2-t0", 5)]
+    assert reproduce.reproduce_commands(fig2a, fig2a.runs(_args(trials=1)), rows) == \
+        ["python -m bench.reproduce fig2a --trials 1 --epochs-scale 0.5"]
