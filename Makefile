@@ -59,20 +59,10 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m bench.run_all --quick
 
-# The shipped designs: models/*.npz -> export -> compile -> rtl/<design>/, plus each
-# task's coefficient stream. tests/test_shipped.py checks rtl/ equals a fresh run.
-SHIP := build/ship
-POSHW := $(VENV)/bin/poshw
+# The shipped designs: models/*.npz -> export -> compile -> rtl/<design>/ (bench/ship.py);
+# tests/test_shipped.py checks rtl/ equals a fresh run.
 rtl: $(STAMP)
-	rm -rf $(SHIP) rtl/linear-dct-m16 rtl/mlp-reduced-762
-	$(POSHW) export models/mnist-linear-dct-m16.npz --out $(SHIP)/linear-mnist --no-eval
-	$(POSHW) export models/mnist-mlp-reduced-762.npz --out $(SHIP)/mlp-mnist --no-eval
-	$(POSHW) export models/fashion-mlp-reduced-762.npz --out $(SHIP)/mlp-fashion --no-eval
-	$(POSHW) compile $(SHIP)/linear-mnist --out rtl/linear-dct-m16
-	$(POSHW) compile $(SHIP)/mlp-mnist --out rtl/mlp-reduced-762
-	cp $(SHIP)/linear-mnist/params.hex rtl/linear-dct-m16/mnist.params.hex
-	cp $(SHIP)/mlp-mnist/params.hex rtl/mlp-reduced-762/mnist.params.hex
-	cp $(SHIP)/mlp-fashion/params.hex rtl/mlp-reduced-762/fashion.params.hex
+	$(PY) -m bench.ship
 
 clean:
 	rm -rf build runs sim_build .pytest_cache .numba_cache

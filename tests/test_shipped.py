@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from bench.ship import DESIGNS, MODELS, RTL, generate
 from poshw import coefset
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "models"
-RTL = ROOT / "rtl"
-
-# (design directory, coefficient sets: task -> file); the first task's build is compiled
-DESIGNS = {
-    "linear-dct-m16": {"mnist": "mnist-linear-dct-m16.npz"},
-    "mlp-reduced-762": {"mnist": "mnist-mlp-reduced-762.npz", "fashion": "fashion-mlp-reduced-762.npz"},
-}
 # the float test accuracies recorded when they were trained (models/README.md)
 ACCURACY = {"mnist-linear-dct-m16.npz": 0.8294, "mnist-mlp-reduced-762.npz": 0.9005,
             "fashion-mlp-reduced-762.npz": 0.8056}
@@ -61,25 +52,15 @@ def test_shipped_coefficient_sets_load_and_classify(name, data_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("design", sorted(DESIGNS))
 def test_shipped_rtl_is_what_the_compiler_generates(design, tmp_path, data_dir):
-    from poshw.compiler.export import export_build
-    from poshw.compiler.lower import CompileOptions
-    from poshw.hw.flow import compile_build
-
-    tasks = DESIGNS[design]
     fresh = tmp_path / "rtl"
-    params = {}
-    for i, (task, file) in enumerate(tasks.items()):
-        build = tmp_path / task
-        export_build(coefset.load(MODELS / file), build, CompileOptions(), data_dir=data_dir, evaluate=False)
-        params[f"{task}.params.hex"] = (build / "params.hex").read_bytes()
-        if i == 0:
-            compile_build(build, fresh)
+    generate(design, fresh, tmp_path, data_dir=str(data_dir))
     shipped = RTL / design
-    expected = {p.name: p.read_bytes() for p in fresh.iterdir() if p.is_file()} | params
-    assert sorted(p.name for p in shipped.iterdir() if p.name != "README.md") == sorted(expected)
+    expected = {p.name: p.read_bytes() for p in fresh.iterdir()}
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(expected)
     for name, data in expected.items():
         assert _comparable(name, (shipped / name).read_bytes()) == _comparable(name, data), \
             f"rtl/{design}/{name} is stale: run `make rtl`"
+    tasks = DESIGNS[design]
     if len(tasks) > 1:  # one design, several tasks: the streams differ only after the header
-        first, *rest = (params[f"{t}.params.hex"].split() for t in tasks)
+        first, *rest = (expected[f"{t}.params.hex"].split() for t in tasks)
         assert all(r[:2] == first[:2] and r != first for r in rest)
